@@ -1,0 +1,6 @@
+"""Countermeasure models: registry, factories and reference import."""
+
+from safespeak.models.base import CountermeasureModel
+from safespeak.models.registry import build, list_models, model_info, register
+
+__all__ = ["CountermeasureModel", "build", "list_models", "model_info", "register"]
