@@ -34,7 +34,8 @@ _MODEL_MODULES = (
     "safespeak.models.aasist",
     "safespeak.models.semaa",
     "safespeak.models.rawformer",
-    "safespeak.models.ssl_models",
+    "safespeak.models.ssl_heads",
+    "safespeak.models.ssl",
 )
 _loaded = False
 
@@ -85,7 +86,7 @@ def build(name: str, **overrides: Any) -> CountermeasureModel:
     return model_info(name).factory(**overrides)
 
 
-def register_cli(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001
+def register_cli(sub: argparse._SubParsersAction) -> None:
     """`safespeak models` (and, once implemented, `convert`)."""
     p = sub.add_parser("models", help="list registered models with parameter counts and input length")
     p.set_defaults(func=_cmd_models)
