@@ -1,0 +1,229 @@
+"""Score calibration (logistic regression to log-likelihood ratios) and score-level fusion.
+
+Fusion and calibration always align score sets by trial id, never by row order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Calibration", "align_scores", "fit_calibration", "fit_fusion", "fuse_scores"]
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Affine map from raw score to log-likelihood ratio: llr = scale·score + offset.
+
+    `prior` is the bona fide prior the map was trained for (only the weighting of the two classes).
+    """
+
+    scale: float
+    offset: float
+    prior: float = 0.5
+
+    def llr(self, score: float | np.ndarray) -> float | np.ndarray:
+        """Natural-log likelihood ratio (bona fide vs spoof)."""
+        return self.scale * score + self.offset
+
+    def probability(self, score: float | np.ndarray, prior: float = 0.5) -> float | np.ndarray:
+        """Posterior P(bona fide | score) for a bona fide prior `prior`."""
+        return 1.0 / (1.0 + np.exp(-(self.llr(score) + _logit(prior))))
+
+    def threshold(self, prior: float = 0.5) -> float:
+        """Raw score where the posterior is 1/2 (the Bayes decision for equal costs)."""
+        return (-_logit(prior) - self.offset) / self.scale
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Calibration:
+        return cls(float(d["scale"]), float(d["offset"]), float(d.get("prior", 0.5)))
+
+
+def _weighted_logreg(x: np.ndarray, y: np.ndarray, prior: float, iters: int = 50) -> np.ndarray:
+    """Prior-weighted logistic regression by Newton's method; x (N, D) without bias, y in {0,1}.
+
+    Returns weights (D+1,), the last one the bias, of the log-odds minus logit(prior) (an LLR).
+    """
+    n1, n0 = max(int(y.sum()), 1), max(int((1 - y).sum()), 1)
+    w_obs = np.where(y == 1, prior / n1, (1 - prior) / n0)  # each class weighs its prior in total
+    xb = np.hstack([x, np.ones((x.shape[0], 1))])  # (N, D+1)
+    off = _logit(prior)
+    theta = np.zeros(xb.shape[1])
+    for _ in range(iters):
+        z = xb @ theta + off
+        p = 1.0 / (1.0 + np.exp(-z))
+        grad = xb.T @ (w_obs * (p - y))
+        hess = (xb * (w_obs * p * (1 - p))[:, None]).T @ xb + 1e-9 * np.eye(xb.shape[1])
+        step = np.linalg.solve(hess, grad)
+        theta -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    return theta
+
+
+def fit_calibration(scores: np.ndarray, labels: np.ndarray, prior: float = 0.5) -> Calibration:
+    """Fit score -> LLR on a labelled (dev) set; labels 1 = bona fide, 0 = spoof."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    if s.shape != y.shape or s.ndim != 1:
+        raise ValueError(f"scores and labels must be 1-D of equal length, got {s.shape} and {y.shape}")
+    if not (0 < y.sum() < len(y)):
+        raise ValueError("calibration needs both bona fide and spoof trials")
+    mu, sd = s.mean(), s.std() or 1.0  # standardise for a well-conditioned Newton solve
+    theta = _weighted_logreg(((s - mu) / sd)[:, None], y, prior)
+    scale = theta[0] / sd
+    return Calibration(float(scale), float(theta[1] - theta[0] * mu / sd), prior)
+
+
+def align_scores(
+    sets: Sequence[Mapping[str, float]], names: Sequence[str] | None = None
+) -> tuple[list[str], np.ndarray]:
+    """Ids common to all sets (sorted) and a (N, K) score matrix; any id mismatch is an error."""
+    names = list(names or [f"set {i}" for i in range(len(sets))])
+    ids = set(sets[0])
+    for name, s in zip(names[1:], sets[1:], strict=True):
+        if set(s) != ids:
+            only_a, only_b = sorted(ids - set(s)), sorted(set(s) - ids)
+            raise ValueError(
+                f"{names[0]} and {name} hold different trials: {len(only_a)} only in the first "
+                f"(e.g. {only_a[:5]}), {len(only_b)} only in the second (e.g. {only_b[:5]})"
+            )
+    order = sorted(ids)
+    return order, np.array([[s[i] for s in sets] for i in order], dtype=np.float64)
+
+
+def fuse_scores(
+    sets: Sequence[Mapping[str, float]], weights: Sequence[float] | None = None, bias: float = 0.0
+) -> dict[str, float]:
+    """Weighted sum of score sets aligned by id (default: equal weights summing to 1)."""
+    ids, mat = align_scores(sets)
+    w = np.full(mat.shape[1], 1.0 / mat.shape[1]) if weights is None else np.asarray(weights, float)
+    if w.shape != (mat.shape[1],):
+        raise ValueError(f"expected {mat.shape[1]} weights, got {len(w)}")
+    fused = mat @ w + bias
+    return dict(zip(ids, fused.tolist(), strict=True))
+
+
+def fit_fusion(
+    sets: Sequence[Mapping[str, float]], labels: Mapping[str, int], prior: float = 0.5
+) -> tuple[np.ndarray, float]:
+    """Logistic-regression fusion weights and bias learnt on a labelled (dev) set; output is an LLR."""
+    ids, mat = align_scores(sets)
+    missing = [i for i in ids if i not in labels]
+    if missing:
+        raise ValueError(f"{len(missing)} scored trials have no label, e.g. {missing[:5]}")
+    y = np.array([labels[i] for i in ids], dtype=np.float64)
+    mu, sd = mat.mean(0), mat.std(0)
+    sd[sd == 0] = 1.0
+    theta = _weighted_logreg((mat - mu) / sd, y, prior)
+    w = theta[:-1] / sd
+    return w, float(theta[-1] - (w * mu).sum())
+
+
+def _labels(protocol: str, fmt: str, subset: str) -> dict[str, int]:
+    from safespeak.protocols import read_protocol
+
+    trials = read_protocol(protocol, fmt, subset=subset)
+    return {t.trial_id: int(t.label) for t in trials if t.label is not None}
+
+
+def _labelled(
+    scores: Mapping[str, float], labels: Mapping[str, int], name: str
+) -> tuple[np.ndarray, np.ndarray]:
+    missing = sorted(set(labels) - set(scores))
+    if missing:
+        raise ValueError(f"{name}: {len(missing)} protocol trials have no score, e.g. {missing[:5]}")
+    ids = sorted(labels)
+    return np.array([scores[i] for i in ids]), np.array([labels[i] for i in ids])
+
+
+def register_cli(sub: argparse._SubParsersAction) -> None:
+    """`safespeak fuse` and `safespeak calibrate`."""
+    f = sub.add_parser("fuse", help="fuse score files aligned by trial id")
+    f.add_argument("scores", nargs="+", help="score files (any format `safespeak evaluate` reads)")
+    f.add_argument("--output", required=True, help="fused ID,score CSV")
+    f.add_argument("--weights", default=None, help="comma-separated weights (default: equal)")
+    f.add_argument(
+        "--train-scores",
+        nargs="+",
+        default=None,
+        help="dev score files (same systems, same order) to learn weights by logistic regression",
+    )
+    f.add_argument("--protocol", default=None, help="labels for --train-scores")
+    f.add_argument("--protocol-format", default=None, help="format of --protocol")
+    f.add_argument("--subset", default="all", help="protocol subset")
+    f.set_defaults(func=_cmd_fuse)
+
+    c = sub.add_parser("calibrate", help="fit score->LLR calibration on a labelled dev score set")
+    c.add_argument("--scores", required=True, help="dev score file")
+    c.add_argument("--protocol", required=True, help="dev protocol with labels")
+    c.add_argument("--protocol-format", required=True, help="format of --protocol")
+    c.add_argument("--subset", default="all", help="protocol subset")
+    c.add_argument("--prior", type=float, default=0.5, help="bona fide prior for the training weights")
+    c.add_argument("--checkpoint", default=None, help="store the calibration in this checkpoint's JSON")
+    c.add_argument("--apply", default=None, help="score file to map to LLRs (written to --output)")
+    c.add_argument("--output", default=None, help="output CSV for --apply")
+    c.set_defaults(func=_cmd_calibrate)
+
+
+def _cmd_fuse(args: argparse.Namespace) -> int:
+    from safespeak.evaluate import read_scores
+    from safespeak.score import write_scores_csv
+
+    sets = [read_scores(p) for p in args.scores]
+    if args.train_scores:
+        if len(args.train_scores) != len(sets) or not (args.protocol and args.protocol_format):
+            raise SystemExit("--train-scores needs one dev file per system plus --protocol/--protocol-format")
+        w, b = fit_fusion(
+            [read_scores(p) for p in args.train_scores],
+            _labels(args.protocol, args.protocol_format, args.subset),
+        )
+    else:
+        w = None if args.weights is None else [float(v) for v in args.weights.split(",")]
+        b = 0.0
+    fused = fuse_scores(sets, w, b)
+    write_scores_csv(args.output, fused)
+    shown = "equal" if w is None else ", ".join(f"{v:.4g}" for v in w)
+    print(
+        f"fused {len(sets)} systems, {len(fused)} trials (weights {shown}; bias {b:.4g}) -> {args.output}"
+    )
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from safespeak.evaluate import read_scores
+
+    s, y = _labelled(
+        read_scores(args.scores), _labels(args.protocol, args.protocol_format, args.subset), args.scores
+    )
+    cal = fit_calibration(s, y, args.prior)
+    print(json.dumps(cal.to_dict()))
+    if args.checkpoint:
+        from safespeak.checkpoint import atomic_write, checkpoint_paths, read_meta
+
+        meta = read_meta(args.checkpoint)
+        meta["calibration"] = cal.to_dict()
+        text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
+        atomic_write(checkpoint_paths(args.checkpoint)[1], lambda tmp: Path(tmp).write_text(text))
+    if args.apply:
+        from safespeak.score import write_scores_csv
+
+        if not args.output:
+            raise SystemExit("--apply needs --output")
+        raw = read_scores(args.apply)
+        write_scores_csv(args.output, {k: float(cal.llr(v)) for k, v in raw.items()})
+    return 0
