@@ -6,6 +6,8 @@ One home per block: models import from here. Module and parameter names follow t
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -40,7 +42,7 @@ def sinc_band_pass_table(out_channels: int, kernel_size: int, sample_rate: int =
     taps = torch.arange(-(k - 1) / 2, (k - 1) / 2 + 1)  # (K,) float32
     window = torch.from_numpy(np.hamming(k)).float()
     rows = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         # The sinc argument is rounded to float32 step by step (torch scalar ops), np.sinc keeps float32,
         # and the float64 band scale promotes the difference to float64 before the final float32 cast.
         h_hi = (2 * hi / sample_rate) * np.sinc((2 * float(hi) * taps / sample_rate).numpy())
