@@ -89,3 +89,309 @@ class SincFilterbank(nn.Module):
                 f"expected (B, {self.in_channels}, T >= {self.kernel_size}), got shape {tuple(x.shape)}"
             )
         return F.conv1d(x, self.weight().to(x.dtype))
+
+
+class ResidualBlock(nn.Module):
+    """RawNet2-style 2-D residual block of the AASIST encoder: (B, C_in, F, T) -> (B, C_out, F, T // 3).
+
+    conv(2x3) -> BN -> SELU -> conv(2x3), plus a 1x3 convolution on the skip path when the channel
+    count changes, then max-pooling (1, 3) over time (`pool=False` in the SSL heads).
+    The reference computes `SELU(bn1(x))` and then discards it (conv1 reads the block input), so `bn1`
+    has no effect on any output. It is kept (for every block but the first) only so that reference
+    state dicts load strictly; it is never computed, so its running statistics do not change in training.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, *, first: bool = False, pool: bool = True
+    ) -> None:
+        super().__init__()
+        self.first = first
+        self.pool = pool
+        if not first:
+            self.bn1 = nn.BatchNorm2d(in_channels)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, kernel_size=(2, 3), padding=(1, 1))
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, kernel_size=(2, 3), padding=(0, 1))
+        self.conv_downsample: nn.Conv2d | None = None
+        if in_channels != out_channels:
+            self.conv_downsample = nn.Conv2d(in_channels, out_channels, kernel_size=(1, 3), padding=(0, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, F, T) -> (B, C_out, F, T // 3) (or T without pooling)."""
+        _check_dims(x, 4, "(B, C, F, T)")
+        out = self.conv2(F.selu(self.bn2(self.conv1(x))))  # (B, C_out, F, T)
+        skip = x if self.conv_downsample is None else self.conv_downsample(x)
+        out = out + skip
+        return F.max_pool2d(out, (1, 3)) if self.pool else out
+
+
+def residual_encoder(filts: list, *, pool: bool = True) -> nn.Sequential:
+    """The 6-block AASIST encoder from `filts[1:5]` ([in, out] pairs); the last pair is used three times."""
+    pairs = [filts[1], filts[2], filts[3], filts[4], filts[4], filts[4]]
+    return nn.Sequential(
+        *(ResidualBlock(int(a), int(b), first=(i == 0), pool=pool) for i, (a, b) in enumerate(pairs))
+    )
+
+
+def _xavier_param(*size: int) -> nn.Parameter:
+    p = nn.Parameter(torch.empty(*size))
+    nn.init.xavier_normal_(p)
+    return p
+
+
+def _bn_nodes(bn: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
+    """BatchNorm1d over every node of a (B, N, D) graph; returns (B, N, D)."""
+    return bn(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+
+
+class GraphAttentionLayer(nn.Module):
+    """Graph attention over a fully connected graph (AASIST GAT): (B, N, in_dim) -> (B, N, out_dim).
+
+    Edge weights come from the element-wise product of node pairs, projected, tanh, scored and
+    softmax-normalised over neighbours with a temperature; output = proj(att @ x) + proj(x) -> BN -> SELU.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, temperature: float = 1.0) -> None:
+        super().__init__()
+        self.att_proj = nn.Linear(in_dim, out_dim)
+        self.att_weight = _xavier_param(out_dim, 1)
+        self.proj_with_att = nn.Linear(in_dim, out_dim)
+        self.proj_without_att = nn.Linear(in_dim, out_dim)
+        self.bn = nn.BatchNorm1d(out_dim)
+        self.input_drop = nn.Dropout(0.2)
+        self.temperature = float(temperature)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, in_dim) -> (B, N, out_dim)."""
+        _check_dims(x, 3, "(B, nodes, dim)")
+        x = self.input_drop(x)
+        pair = torch.tanh(self.att_proj(x.unsqueeze(2) * x.unsqueeze(1)))  # (B, N, N, out)
+        att = torch.softmax((pair @ self.att_weight).squeeze(-1) / self.temperature, dim=-1)  # (B, N, N)
+        out = self.proj_with_att(att @ x) + self.proj_without_att(x)
+        return F.selu(_bn_nodes(self.bn, out))
+
+
+class HtrgGraphAttentionLayer(nn.Module):
+    """Heterogeneous graph attention over two node types plus a master node (AASIST HS-GAL).
+
+    (B, N1, in_dim), (B, N2, in_dim), master (B | 1, 1, in_dim) ->
+    (B, N1, out_dim), (B, N2, out_dim), master (B, 1, out_dim). Edges within type 1, within type 2 and
+    across types have their own scoring vectors; the master node attends to all nodes.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, temperature: float = 1.0) -> None:
+        super().__init__()
+        self.proj_type1 = nn.Linear(in_dim, in_dim)
+        self.proj_type2 = nn.Linear(in_dim, in_dim)
+        self.att_proj = nn.Linear(in_dim, out_dim)
+        self.att_projM = nn.Linear(in_dim, out_dim)
+        self.att_weight11 = _xavier_param(out_dim, 1)
+        self.att_weight22 = _xavier_param(out_dim, 1)
+        self.att_weight12 = _xavier_param(out_dim, 1)
+        self.att_weightM = _xavier_param(out_dim, 1)
+        self.proj_with_att = nn.Linear(in_dim, out_dim)
+        self.proj_without_att = nn.Linear(in_dim, out_dim)
+        self.proj_with_attM = nn.Linear(in_dim, out_dim)
+        self.proj_without_attM = nn.Linear(in_dim, out_dim)
+        self.bn = nn.BatchNorm1d(out_dim)
+        self.input_drop = nn.Dropout(0.2)
+        self.temperature = float(temperature)
+
+    def _edge_scores(self, x: torch.Tensor, n1: int) -> torch.Tensor:
+        pair = torch.tanh(self.att_proj(x.unsqueeze(2) * x.unsqueeze(1)))  # (B, N, N, out)
+        weights = (self.att_weight11, self.att_weight22, self.att_weight12)
+        s11, s22, s12 = ((pair @ w).squeeze(-1) for w in weights)  # 3 x (B, N, N)
+        # pick the scoring vector by the (row type, column type) block of the adjacency
+        is1 = torch.arange(x.shape[1], device=x.device) < n1  # (N,)
+        same1 = is1.unsqueeze(1) & is1.unsqueeze(0)
+        same2 = ~is1.unsqueeze(1) & ~is1.unsqueeze(0)
+        return torch.where(same1, s11, torch.where(same2, s22, s12))  # (B, N, N)
+
+    def forward(
+        self, x1: torch.Tensor, x2: torch.Tensor, master: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, N1, D), (B, N2, D), (B | 1, 1, D) -> (B, N1, out), (B, N2, out), (B, 1, out)."""
+        _check_dims(x1, 3, "(B, nodes, dim)")
+        _check_dims(x2, 3, "(B, nodes, dim)")
+        n1 = x1.shape[1]
+        x = torch.cat([self.proj_type1(x1), self.proj_type2(x2)], dim=1)  # (B, N1 + N2, D)
+        x = self.input_drop(x)
+        att = torch.softmax(self._edge_scores(x, n1) / self.temperature, dim=-1)  # (B, N, N)
+        m_score = (torch.tanh(self.att_projM(x * master)) @ self.att_weightM) / self.temperature  # (B, N, 1)
+        m_att = torch.softmax(m_score, dim=1).transpose(1, 2)  # (B, 1, N)
+        master = self.proj_with_attM(m_att @ x) + self.proj_without_attM(master)  # (B, 1, out)
+        out = self.proj_with_att(att @ x) + self.proj_without_att(x)
+        out = F.selu(_bn_nodes(self.bn, out))
+        return out[:, :n1], out[:, n1:], master
+
+
+class GraphPool(nn.Module):
+    """Keep the top `max(int(N * ratio), 1)` nodes by a learned sigmoid score, scaled by that score.
+
+    (B, N, D) -> (B, N', D); nodes are returned in descending score order.
+    """
+
+    def __init__(self, ratio: float, in_dim: int, dropout: float = 0.3) -> None:
+        super().__init__()
+        self.ratio = float(ratio)
+        self.proj = nn.Linear(in_dim, 1)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) -> (B, max(int(N * ratio), 1), D)."""
+        _check_dims(h, 3, "(B, nodes, dim)")
+        scores = torch.sigmoid(self.proj(self.drop(h)))  # (B, N, 1)
+        keep = max(int(h.shape[1] * self.ratio), 1)
+        idx = torch.topk(scores, keep, dim=1).indices  # (B, N', 1)
+        return torch.gather(h * scores, 1, idx.expand(-1, -1, h.shape[-1]))
+
+
+class GraphBackend(nn.Module):
+    """AASIST graph back end shared by AASIST, SEMAA and the SSL heads.
+
+    Spectral nodes (B, N_s, D) get a learned positional embedding; both node sets go through a GAT and
+    a graph pool, then two parallel branches of two heterogeneous (spectral-temporal) GAT layers, each
+    with its own master node. Returns the six branch outputs (temporal 1/2, spectral 1/2, master 1/2)
+    so that the models choose their readout.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        gat_dims: tuple[int, int],
+        pool_ratios: tuple[float, ...],
+        temperatures: tuple[float, ...],
+        spectral_nodes: int,
+    ) -> None:
+        super().__init__()
+        d0, d1 = int(gat_dims[0]), int(gat_dims[1])
+        self.pos_s = nn.Parameter(torch.randn(1, spectral_nodes, in_dim))
+        self.master1 = nn.Parameter(torch.randn(1, 1, d0))
+        self.master2 = nn.Parameter(torch.randn(1, 1, d0))
+        self.gat_s = GraphAttentionLayer(in_dim, d0, temperatures[0])
+        self.gat_t = GraphAttentionLayer(in_dim, d0, temperatures[1])
+        self.htrg_st11 = HtrgGraphAttentionLayer(d0, d1, temperatures[2])
+        self.htrg_st12 = HtrgGraphAttentionLayer(d1, d1, temperatures[2])
+        self.htrg_st21 = HtrgGraphAttentionLayer(d0, d1, temperatures[2])
+        self.htrg_st22 = HtrgGraphAttentionLayer(d1, d1, temperatures[2])
+        self.pool_s = GraphPool(pool_ratios[0], d0)
+        self.pool_t = GraphPool(pool_ratios[1], d0)
+        self.pool_hs1 = GraphPool(pool_ratios[2], d1)
+        self.pool_ht1 = GraphPool(pool_ratios[2], d1)
+        self.pool_hs2 = GraphPool(pool_ratios[2], d1)
+        self.pool_ht2 = GraphPool(pool_ratios[2], d1)
+        self.drop_way = nn.Dropout(0.2)
+
+    def _branch(
+        self,
+        out_t: torch.Tensor,
+        out_s: torch.Tensor,
+        master: torch.Tensor,
+        layers: tuple[HtrgGraphAttentionLayer, HtrgGraphAttentionLayer],
+        pools: tuple[GraphPool, GraphPool],
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        t, s, m = layers[0](out_t, out_s, master)
+        t, s = pools[0](t), pools[1](s)
+        t_aug, s_aug, m_aug = layers[1](t, s, m)
+        return self.drop_way(t + t_aug), self.drop_way(s + s_aug), self.drop_way(m + m_aug)
+
+    def forward(self, e_s: torch.Tensor, e_t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(B, N_s, D), (B, N_t, D) -> (t1, t2, s1, s2, master1, master2), (B, nodes | 1, gat_dims[1])."""
+        _check_dims(e_s, 3, "spectral nodes (B, N_s, D)")
+        _check_dims(e_t, 3, "temporal nodes (B, N_t, D)")
+        if e_s.shape[1:] != self.pos_s.shape[1:]:
+            raise ValueError(
+                f"expected spectral nodes (B, {self.pos_s.shape[1]}, {self.pos_s.shape[2]}), "
+                f"got shape {tuple(e_s.shape)}"
+            )
+        out_s = self.pool_s(self.gat_s(e_s + self.pos_s))  # (B, N_s', d0)
+        out_t = self.pool_t(self.gat_t(e_t))  # (B, N_t', d0)
+        t1, s1, m1 = self._branch(
+            out_t, out_s, self.master1, (self.htrg_st11, self.htrg_st12), (self.pool_ht1, self.pool_hs1)
+        )
+        t2, s2, m2 = self._branch(
+            out_t, out_s, self.master2, (self.htrg_st21, self.htrg_st22), (self.pool_ht2, self.pool_hs2)
+        )
+        return t1, t2, s1, s2, m1, m2
+
+
+def graph_readout(out_t: torch.Tensor, out_s: torch.Tensor, master: torch.Tensor) -> torch.Tensor:
+    """AASIST readout: [max |T|, mean T, max |S|, mean S, master] over nodes -> (B, 5 * D)."""
+    return torch.cat(
+        [
+            out_t.abs().amax(dim=1),
+            out_t.mean(dim=1),
+            out_s.abs().amax(dim=1),
+            out_s.mean(dim=1),
+            master.flatten(1),
+        ],
+        dim=1,
+    )
+
+
+class AttentiveStatsPool(nn.Module):
+    """Attentive statistics pooling of a (B, C, F, T) map along time and along frequency.
+
+    A 1x1-conv attention network (C -> hidden -> C) gives per-element logits; softmax over one axis
+    weights the mean (and, with `with_std`, the standard deviation sqrt(E[x^2] - mu^2), clamped at 1e-4
+    inside the root). Returns (spectral (B, F, C'), temporal (B, T, C')) with C' = C or 2C.
+    """
+
+    def __init__(self, channels: int, hidden: int = 128, *, with_std: bool = True) -> None:
+        super().__init__()
+        self.with_std = with_std
+        self.attention = nn.Sequential(
+            nn.Conv2d(channels, hidden, kernel_size=1),
+            nn.SELU(),
+            nn.BatchNorm2d(hidden),
+            nn.Conv2d(hidden, channels, kernel_size=1),
+        )
+
+    def _pool(self, e: torch.Tensor, w: torch.Tensor, dim: int) -> torch.Tensor:
+        w = torch.softmax(w, dim=dim)
+        mu = (e * w).sum(dim=dim)  # (B, C, L)
+        if not self.with_std:
+            return mu.transpose(1, 2)
+        var = ((e * e) * w).sum(dim=dim) - mu * mu
+        return torch.cat([mu, var.clamp(min=1e-4).sqrt()], dim=1).transpose(1, 2)  # (B, L, 2C)
+
+    def forward(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, F, T) -> spectral (B, F, C'), temporal (B, T, C')."""
+        _check_dims(e, 4, "(B, C, F, T)")
+        w = self.attention(e)  # (B, C, F, T)
+        return self._pool(e, w, 3), self._pool(e, w, 2)
+
+
+class SelfAttentionPool(nn.Module):
+    """SEMAA node readout: tanh-scored softmax weights over nodes -> [weighted sum, weighted std].
+
+    (B, N, D) -> (B, 2D). The std is unbiased (N - 1), as in the reference. In training mode a tiny
+    Gaussian noise (`noise_std`) is added before the std, as the reference does to keep the gradient of
+    a zero std finite; in eval mode it is off, so inference is deterministic.
+    """
+
+    def __init__(self, dim: int, noise_std: float = 1e-5) -> None:
+        super().__init__()
+        self.att_weights = nn.Parameter(torch.empty(1, dim))
+        nn.init.kaiming_uniform_(self.att_weights)
+        self.noise_std = float(noise_std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) -> (B, 2D)."""
+        _check_dims(x, 3, "(B, nodes, dim)")
+        att = torch.softmax(torch.tanh(x @ self.att_weights.t()), dim=1)  # (B, N, 1)
+        weighted = x * att  # (B, N, D)
+        noisy = weighted
+        if self.training and self.noise_std > 0:
+            noisy = weighted + self.noise_std * torch.randn_like(weighted)
+        return torch.cat([weighted.sum(dim=1), noisy.std(dim=1)], dim=1)
+
+
+def semaa_readout(pool: SelfAttentionPool, branches: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """SEMAA readout of `GraphBackend` outputs: [|T|, T, |S|, S, master] with T, S the element-wise max
+    of the two branches' self-attention pools -> (B, 4 * 2D + D)."""
+    t1, t2, s1, s2, m1, m2 = branches
+    out_t = torch.maximum(pool(t1), pool(t2))  # (B, 2D)
+    out_s = torch.maximum(pool(s1), pool(s2))
+    master = torch.maximum(m1, m2).flatten(1)  # (B, D)
+    return torch.cat([out_t.abs(), out_t, out_s.abs(), out_s, master], dim=1)
