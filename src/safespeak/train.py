@@ -1,0 +1,480 @@
+"""Trainer: weighted cross-entropy, Adam + cosine/constant LR, SWA, bf16, DDP, exact resume, dev EER.
+
+`train(cfg)` runs a recipe (`safespeak.config.ExperimentConfig`) into `cfg.train.out_dir`:
+
+- `config.yaml`: the validated config the run uses (what `--resume` reloads);
+- `state.pt`: resumable state (model, optimizer, LR step, every RNG, epoch + batch position, best EER,
+  history), written atomically every `save_every_steps` steps and at each epoch end; it holds only
+  tensors, dicts, lists and numbers, so it loads with `torch.load(weights_only=True)`;
+- `best.*`: the best-by-dev-EER checkpoint, `last.*`: the final weights (SWA-averaged when `swa`),
+  `model.*`: what to use (`last` when SWA ran, else `best`), all `safespeak.checkpoint` pairs whose
+  meta carries the training config, epoch, dev metrics, input length and data fingerprint;
+- `result.json` and, when tensorboard is installed, `tb/` scalars (loss, LR, dev EER).
+
+A run killed at any point and resumed (`safespeak train --resume RUN_DIR`) ends with the weights of an
+uninterrupted run: the batch order and crops are pure functions of (seed, epoch) (see `safespeak.data`),
+so a resume skips exactly the consumed batches. Under torchrun each rank takes a disjoint slice of the
+same global batch and the loss is normalised by the global weight sum, so gradients equal those of one
+process with `batch_size * world` (exactly so for models without BatchNorm, whose statistics are
+per-rank).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from safespeak.config import ExperimentConfig, config_from_dict, config_to_dict, dump_config, load_config
+from safespeak.data import (
+    EpochBatchSampler,
+    TrialDataset,
+    check_leakage,
+    load_split,
+    make_loader,
+    shard_indices,
+    trials_fingerprint,
+)
+from safespeak.distributed import (
+    DistInfo,
+    all_gather_objects,
+    all_reduce_sum,
+    cleanup,
+    rng_state,
+    seed_all,
+    set_rng_state,
+    setup,
+)
+
+__all__ = ["TrainResult", "lr_factor", "register_cli", "train"]
+
+STATE_FILE = "state.pt"
+STATE_FORMAT = "safespeak-train-state/1"
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced; `history` rows: epoch, train_loss, dev_eer, lr."""
+
+    run_dir: Path
+    checkpoint: Path
+    best_epoch: int
+    best_dev_eer: float
+    final_dev_eer: float
+    epochs_run: int
+    stopped_early: bool
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def lr_factor(step: int, total_steps: int, schedule: str, min_ratio: float) -> float:
+    """Multiplier of the base LR at optimizer step `step`: per-step cosine to `min_ratio`, or 1."""
+    if schedule == "constant":
+        return 1.0
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (
+        1.0 + math.cos(math.pi * min(step, total_steps) / total_steps)
+    )
+
+
+# ------------------------------------------------------------------------------------------ the run
+
+
+class _Run:
+    """Everything one training process holds; methods are the phases of `train`."""
+
+    def __init__(self, cfg: ExperimentConfig, dist_info: DistInfo) -> None:
+        from safespeak.models import build
+
+        self.cfg, self.d = cfg, dist_info
+        self.run_dir = Path(cfg.train.out_dir)
+        self.train_trials, self.dev_trials = self._load_data()
+        self.fingerprint = trials_fingerprint(self.train_trials, self.dev_trials)
+        seed_all(cfg.train.seed)  # identical initial weights on every rank
+        self.core = build(cfg.model.arch, **cfg.model.overrides).to(dist_info.device)
+        self.optimizer = torch.optim.Adam(
+            self._param_groups(),
+            lr=cfg.train.lr,
+            betas=cfg.train.betas,
+            eps=cfg.train.eps,
+            weight_decay=cfg.train.weight_decay,
+        )
+        for g in self.optimizer.param_groups:
+            g.setdefault("initial_lr", g["lr"])
+        self.swa = torch.optim.swa_utils.AveragedModel(self.core) if cfg.train.swa else None
+        self.model: torch.nn.Module = self.core
+        if dist_info.world > 1:
+            ids = [dist_info.device.index] if dist_info.device.type == "cuda" else None
+            self.model = torch.nn.parallel.DistributedDataParallel(self.core, device_ids=ids)
+        self.augment, self.gen = self._build_augment()
+        seed_all(cfg.train.seed + 7919 * dist_info.rank)  # dropout differs across ranks
+        self.train_set = TrialDataset(
+            self.train_trials, cfg.data.crop_samples, train=True, seed=cfg.train.seed
+        )
+        self.dev_set = TrialDataset(self.dev_trials, cfg.data.dev_crop_samples, train=False)
+        self.sampler = EpochBatchSampler(
+            len(self.train_set),
+            cfg.data.batch_size,
+            seed=cfg.train.seed,
+            rank=dist_info.rank,
+            world=dist_info.world,
+        )
+        self.steps_per_epoch = len(self.train_set) // (cfg.data.batch_size * dist_info.world)
+        w = torch.tensor(cfg.train.loss_weights, dtype=torch.float32, device=dist_info.device)
+        self.class_weights = w
+        self.s: dict[str, Any] = {
+            "epoch": 0,
+            "step_in_epoch": 0,
+            "global_step": 0,
+            "best_eer": math.inf,
+            "best_epoch": -1,
+            "bad_epochs": 0,
+            "history": [],
+            "loss_sum": 0.0,
+            "stopped": False,
+        }
+        self.tb = self._tensorboard()
+
+    def _load_data(self) -> tuple[list, list]:
+        c = self.cfg.data
+        tr = load_split(
+            c.train.protocol,
+            c.train.format,
+            audio_dir=c.train.audio_dir,
+            audio_ext=c.train.audio_ext,
+            subset=c.train.subset,
+        )
+        dv = load_split(
+            c.dev.protocol,
+            c.dev.format,
+            audio_dir=c.dev.audio_dir,
+            audio_ext=c.dev.audio_ext,
+            subset=c.dev.subset,
+        )
+        if not c.allow_overlap:
+            check_leakage(tr, dv)
+        return tr, dv
+
+    def _param_groups(self) -> Any:
+        t = self.cfg.train
+        if hasattr(self.core, "param_groups"):  # SSL models: backbone at its own LR
+            return self.core.param_groups(t.lr, t.ssl_lr if t.ssl_lr is not None else t.lr)
+        return [p for p in self.core.parameters() if p.requires_grad]
+
+    def _build_augment(self) -> tuple[Any, torch.Generator | None]:
+        try:
+            from safespeak.augment.pipeline import build_augment
+        except ImportError:
+            return None, None
+        aug = build_augment(self.cfg.augment)
+        if aug is None:
+            return None, None
+        gen = torch.Generator(device=self.d.device).manual_seed(self.cfg.train.seed * 7919 + 17 + self.d.rank)
+        return aug, gen
+
+    def _tensorboard(self) -> Any:
+        if not (self.cfg.train.tensorboard and self.d.is_main):
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            return None
+        return SummaryWriter(str(self.run_dir / "tb"))
+
+    # ---------------------------------------------------------------------------------- state I/O
+
+    def save_state(self) -> None:
+        """Write `state.pt` atomically (rank 0); RNG states come from every rank."""
+        from safespeak.checkpoint import atomic_write
+
+        rngs = all_gather_objects(rng_state(self.gen))
+        if not self.d.is_main:
+            return
+        state = {
+            "format": STATE_FORMAT,
+            "world_size": self.d.world,
+            "fingerprint": self.fingerprint,
+            "model": self.core.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "swa": self.swa.state_dict() if self.swa is not None else {},
+            "rng": rngs,
+            **self.s,
+        }
+        atomic_write(self.run_dir / STATE_FILE, lambda tmp: torch.save(state, tmp))
+
+    def load_state(self) -> None:
+        path = self.run_dir / STATE_FILE
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(f"{path}: not a safespeak training state")
+        if state["world_size"] != self.d.world:
+            raise ValueError(
+                f"{path}: saved with {state['world_size']} processes, resuming with {self.d.world}"
+            )
+        if state["fingerprint"] != self.fingerprint:
+            raise ValueError(f"{path}: the train/dev trial lists changed since this run started")
+        self.core.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.swa is not None:
+            self.swa.load_state_dict(state["swa"])
+        set_rng_state(state["rng"][self.d.rank], self.gen)
+        self.s = {k: state[k] for k in self.s}
+
+    # ------------------------------------------------------------------------------------ training
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> float:
+        """One optimizer step on this rank's slice of the global batch; returns the global loss."""
+        t, dev = self.cfg.train, self.d.device
+        x = batch["audio"].to(dev, non_blocking=True)  # (B, T)
+        y = batch["label"].to(dev, non_blocking=True)  # (B,)
+        if self.augment is not None:
+            x = self.augment(x, self.gen)
+        total = self.steps_per_epoch * t.epochs
+        factor = lr_factor(self.s["global_step"], total, t.scheduler, t.min_lr / t.lr)
+        for g in self.optimizer.param_groups:
+            g["lr"] = g["initial_lr"] * factor
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=t.precision == "bf16"):
+            logits = self.core.logits2(self.model(self.core.preprocess(x))).float()  # (B, 2)
+        w = self.class_weights[y]  # (B,)
+        wnll = w * F.cross_entropy(logits, y, reduction="none")
+        # global weighted mean: normalise by the weight sum over all ranks; DDP then averages gradients
+        stats = all_reduce_sum(torch.stack([w.sum(), wnll.sum().detach()]))
+        loss = wnll.sum() / stats[0] * self.d.world
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if t.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.core.parameters(), t.grad_clip)
+        self.optimizer.step()
+        return float(stats[1] / stats[0])
+
+    def run_epoch(self, epoch: int) -> None:
+        from tqdm.auto import tqdm
+
+        t = self.cfg.train
+        self.train_set.set_epoch(epoch)
+        self.sampler.set_epoch(epoch, start_batch=self.s["step_in_epoch"])
+        loader = make_loader(
+            self.train_set,
+            self.sampler,
+            num_workers=self.cfg.data.num_workers,
+            seed=t.seed,
+            epoch=epoch,
+            pin_memory=self.d.device.type == "cuda",
+        )
+        self.model.train()
+        bar = tqdm(loader, desc=f"epoch {epoch}", disable=not (t.progress and self.d.is_main), leave=False)
+        for batch in bar:
+            loss = self.train_step(batch)
+            self.s["loss_sum"] += loss
+            self.s["step_in_epoch"] += 1
+            self.s["global_step"] += 1
+            bar.set_postfix(loss=f"{loss:.4f}")
+            if self.tb is not None and self.s["global_step"] % t.log_every_steps == 0:
+                self.tb.add_scalar("train/loss", loss, self.s["global_step"])
+                self.tb.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], self.s["global_step"])
+            if self.s["global_step"] % t.save_every_steps == 0:
+                self.save_state()
+
+    @torch.no_grad()
+    def dev_eer(self, model: torch.nn.Module) -> float:
+        """Dev EER of `model` (scored on every rank's shard, gathered, identical on all ranks)."""
+        from safespeak.metrics.eer import compute_eer
+
+        model.eval()
+        idx = shard_indices(len(self.dev_set), self.d.rank, self.d.world)
+        bs = self.cfg.data.dev_batch_size
+        loader = make_loader(
+            self.dev_set,
+            [idx[i : i + bs] for i in range(0, len(idx), bs)],
+            num_workers=self.cfg.data.num_workers,
+        )
+        scores, labels = [], []
+        for batch in loader:
+            with torch.autocast(
+                self.d.device.type, dtype=torch.bfloat16, enabled=self.cfg.train.precision == "bf16"
+            ):
+                s = model.score(batch["audio"].to(self.d.device))  # (B,)
+            scores.append(s.float().cpu().numpy())
+            labels.append(batch["label"].numpy())
+        model.train()
+        parts = all_gather_objects((np.concatenate(scores), np.concatenate(labels)))
+        sc = np.concatenate([p[0] for p in parts])
+        lb = np.concatenate([p[1] for p in parts])
+        return float(compute_eer(sc[lb == 1], sc[lb == 0])[0])
+
+    def end_epoch(self, epoch: int) -> None:
+        """Dev EER, best checkpoint, early stopping, SWA update; then the epoch counts as done."""
+        t, s = self.cfg.train, self.s
+        eer = self.dev_eer(self.core)
+        row = {
+            "epoch": epoch,
+            "train_loss": s["loss_sum"] / max(s["step_in_epoch"], 1),
+            "dev_eer": eer,
+            "lr": self.optimizer.param_groups[0]["lr"],
+        }
+        s["history"].append(row)
+        if self.tb is not None:
+            self.tb.add_scalar("dev/eer", eer, epoch)
+            self.tb.add_scalar("train/epoch_loss", row["train_loss"], epoch)
+        if eer < s["best_eer"]:
+            s["best_eer"], s["best_epoch"], s["bad_epochs"] = eer, epoch, 0
+            self.save_checkpoint("best", self.core, epoch, eer)
+        else:
+            s["bad_epochs"] += 1
+        if self.swa is not None and epoch >= t.swa_start_epoch:
+            self.swa.update_parameters(self.core)
+        if t.patience is not None and s["bad_epochs"] >= t.patience:
+            s["stopped"] = True
+        s["epoch"], s["step_in_epoch"], s["loss_sum"] = epoch + 1, 0, 0.0
+        self.save_state()
+
+    def save_checkpoint(self, name: str, model: torch.nn.Module, epoch: int, eer: float) -> Path | None:
+        from safespeak.checkpoint import save_checkpoint
+
+        if not self.d.is_main:
+            return None
+        meta = {
+            "training_config": config_to_dict(self.cfg),
+            "epoch": epoch,
+            "dev_metrics": {"eer": eer},
+            "data_fingerprint": self.fingerprint,
+            "input_length": self.cfg.data.crop_samples,
+        }
+        return save_checkpoint(
+            self.run_dir / name,
+            model,
+            arch=self.cfg.model.arch,
+            model_config=self.cfg.model.overrides,
+            meta=meta,
+        )
+
+    def finish(self) -> TrainResult:
+        """Apply SWA (average + BN statistics), write `last` and `model`, return the result."""
+        s = self.s
+        final, final_eer = self.core, s["history"][-1]["dev_eer"] if s["history"] else math.nan
+        if self.swa is not None and int(self.swa.n_averaged) > 0:
+            final = self.swa.module
+            self.train_set.set_epoch(self.cfg.train.epochs)  # a fixed, reproducible pass for BN stats
+            self.sampler.set_epoch(self.cfg.train.epochs)
+            loader = make_loader(
+                self.train_set,
+                self.sampler,
+                num_workers=self.cfg.data.num_workers,
+                seed=self.cfg.train.seed,
+                epoch=self.cfg.train.epochs,
+            )
+            dev = self.d.device
+            with torch.no_grad():
+                torch.optim.swa_utils.update_bn((final.preprocess(b["audio"].to(dev)) for b in loader), final)
+            final_eer = self.dev_eer(final)
+        epoch = s["epoch"] - 1
+        self.save_checkpoint("last", final, epoch, final_eer)
+        if self.d.is_main:
+            if self.swa is None and s["best_epoch"] >= 0:
+                self.save_checkpoint("model", self._best_model(), s["best_epoch"], s["best_eer"])
+            else:
+                self.save_checkpoint("model", final, epoch, final_eer)
+        result = TrainResult(
+            self.run_dir,
+            self.run_dir / "model.safetensors",
+            s["best_epoch"],
+            s["best_eer"],
+            final_eer,
+            s["epoch"],
+            s["stopped"],
+            list(s["history"]),
+        )
+        if self.d.is_main:
+            doc = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items()}
+            (self.run_dir / "result.json").write_text(json.dumps(doc, indent=2) + "\n")
+        if self.tb is not None:
+            self.tb.close()
+        return result
+
+    def _best_model(self) -> torch.nn.Module:
+        from safespeak.checkpoint import load_checkpoint
+
+        return load_checkpoint(self.run_dir / "best")[0]
+
+
+def train(cfg: ExperimentConfig, *, resume: bool = False) -> TrainResult:
+    """Train a recipe into `cfg.train.out_dir` (resume from its `state.pt` when `resume`)."""
+    d = setup(cfg.train.device)
+    try:
+        run = _Run(cfg, d)
+        if resume:
+            run.load_state()
+        elif d.is_main:
+            run.run_dir.mkdir(parents=True, exist_ok=True)
+            (run.run_dir / "config.yaml").write_text(dump_config(cfg))
+        while run.s["epoch"] < cfg.train.epochs and not run.s["stopped"]:
+            run.run_epoch(run.s["epoch"])
+            run.end_epoch(run.s["epoch"])
+        return run.finish()
+    finally:
+        cleanup()
+
+
+def load_run_config(run_dir: str | Path) -> ExperimentConfig:
+    """The config a run directory was started with (its `config.yaml`)."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not a training run directory (config.yaml missing)")
+    cfg = load_config(path)
+    return replace(cfg, train=replace(cfg.train, out_dir=str(run_dir)))
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def register_cli(sub: argparse._SubParsersAction) -> None:
+    """`safespeak train CONFIG [--set k=v ...] | --resume RUN_DIR`."""
+    p = sub.add_parser("train", help="train a countermeasure from a YAML recipe (torchrun for DDP)")
+    p.add_argument("config", nargs="?", help="YAML recipe (see configs/); omit with --resume")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.lr=1e-4 (repeatable)",
+    )
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its state.pt")
+    p.add_argument(
+        "--allow-leakage",
+        action="store_true",
+        help="train even if train and dev share trials or audio files (data.allow_overlap)",
+    )
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from safespeak.config import ConfigError
+    from safespeak.data import DataLeakageError
+
+    try:
+        if args.resume:
+            if args.config or args.overrides:
+                raise ConfigError("--resume reuses RUN_DIR/config.yaml; do not pass a config or --set")
+            cfg, resume = load_run_config(args.resume), True
+        elif args.config:
+            cfg, resume = load_config(args.config, args.overrides), False
+        else:
+            raise ConfigError("give a CONFIG file or --resume RUN_DIR")
+        if args.allow_leakage:
+            cfg = config_from_dict(config_to_dict(cfg), ["data.allow_overlap=true"])
+        result = train(cfg, resume=resume)
+    except (ConfigError, DataLeakageError, FileNotFoundError) as exc:
+        print(f"safespeak train: error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"best dev EER {100 * result.best_dev_eer:.3f}% at epoch {result.best_epoch}; "
+        f"final dev EER {100 * result.final_dev_eer:.3f}%; checkpoint {result.checkpoint}"
+    )
+    return 0
