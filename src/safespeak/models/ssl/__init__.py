@@ -1,0 +1,41 @@
+"""SSL front-ends without fairseq: HF transformers backbones, DPHuBERT, a fairseq checkpoint converter,
+layer aggregation, and the `ssl-aasist` / `ssl-semaa` countermeasures.
+
+Importing this package does not import transformers (only building an `hf`/`fairseq` backbone does).
+`build("ssl-aasist")` with no overrides builds a DPHuBERT-sp0.75-shaped backbone with random weights,
+so `safespeak models` can list it cheaply; real use passes `backbone=` and `source=`, e.g.
+`build("ssl-aasist", backbone="hf", source="facebook/wav2vec2-xls-r-300m", aggregation="weighted-sum")`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from safespeak.models.registry import register
+from safespeak.models.ssl.aggregate import LayerAggregation
+from safespeak.models.ssl.dphubert import DPHUBERT_SP075_CONFIG, PrunedWav2Vec2, build_dphubert, load_dphubert
+from safespeak.models.ssl.model import BACKBONES, SSLCountermeasure, build_backbone, build_ssl_model
+
+__all__ = [
+    "BACKBONES",
+    "DPHUBERT_SP075_CONFIG",
+    "LayerAggregation",
+    "PrunedWav2Vec2",
+    "SSLCountermeasure",
+    "build_backbone",
+    "build_dphubert",
+    "build_ssl_model",
+    "load_dphubert",
+]
+
+
+@register("ssl-aasist", description="SSL front-end (XLS-R/HuBERT/WavLM/DPHuBERT) + AASIST head")
+def ssl_aasist(**overrides: Any) -> SSLCountermeasure:
+    """SSL backbone + SSL-AASIST head; see `build_ssl_model` for the overrides."""
+    return build_ssl_model("aasist", **overrides)
+
+
+@register("ssl-semaa", description="SSL front-end (XLS-R/HuBERT/WavLM/DPHuBERT) + SEMAA head")
+def ssl_semaa(**overrides: Any) -> SSLCountermeasure:
+    """SSL backbone + SSL-SEMAA head; see `build_ssl_model` for the overrides."""
+    return build_ssl_model("semaa", **overrides)

@@ -1,0 +1,175 @@
+"""SSL countermeasure: SSL backbone -> layer aggregation -> head, as one `CountermeasureModel`.
+
+Backbones (override `backbone`):
+- `hf`: a transformers wav2vec2-family model (`source` = local directory or hub id).
+- `fairseq`: a fairseq wav2vec2 / XLS-R `.pt` (`source`), converted to the equivalent HF model on build.
+- `dphubert`: a DPHuBERT checkpoint (`source` = `.pth`); without a source, the sp0.75 architecture with
+  random weights (the cheap default that `safespeak models` lists).
+
+Restoring without the original files: `model.checkpoint_config()` returns build overrides in which the
+backbone is described by `backbone_config` (the HF config dict or the DPHuBERT config) instead of
+`source`. `build(arch, **those)` makes the architecture with random weights and reads no file; the
+weights then come from the safespeak checkpoint. Pass it as `model_config` to `save_checkpoint`.
+When both `source` and `backbone_config` are given, `backbone_config` wins and `source` is not read.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from safespeak.models.base import CountermeasureModel
+from safespeak.models.ssl.aggregate import LayerAggregation
+
+__all__ = ["BACKBONES", "SSLCountermeasure", "build_backbone", "build_ssl_model"]
+
+BACKBONES = ("hf", "fairseq", "dphubert")
+_HEADS = {"aasist": "SSLAASISTHead", "semaa": "SSLSEMAAHead"}
+
+
+class SSLCountermeasure(CountermeasureModel):
+    """(B, T) waveform -> backbone hidden states -> aggregated (B, frames, D) -> head -> (B, 2) logits.
+
+    `freeze=True`: backbone weights get no gradient and the backbone stays in eval mode (no dropout,
+    no layer drop) even when `.train()` is called on this model. `param_groups(lr, ssl_lr)` gives the
+    optimiser groups for fine-tuning the backbone at its own learning rate.
+    """
+
+    input_length = 64_600
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: nn.Module,
+        *,
+        aggregation: str = "last-layer",
+        layer_init: str = "uniform",
+        freeze: bool = False,
+        gradient_checkpointing: bool = False,
+    ) -> None:
+        super().__init__()
+        self.ssl = backbone
+        self.aggregate = LayerAggregation(backbone.num_hidden_states, aggregation, layer_init)
+        self.head = head
+        self.frozen = freeze
+        self._export: dict[str, Any] = {}
+        if freeze:
+            self.ssl.requires_grad_(False)
+            self.ssl.eval()
+        if gradient_checkpointing:
+            self.ssl.set_gradient_checkpointing(True)
+
+    def train(self, mode: bool = True) -> SSLCountermeasure:
+        super().train(mode)
+        if self.frozen:
+            self.ssl.eval()
+        return self
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T) waveform -> aggregated SSL features (B, frames, D)."""
+        if x.dim() != 2:
+            raise ValueError(f"expected a (B, T) waveform batch, got shape {tuple(x.shape)}")
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            hidden, _ = self.ssl.extract_features(x)
+        return self.aggregate(hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T) waveform -> (B, 2) `[spoof, bonafide]` logits."""
+        return self.head(self.features(x))
+
+    def param_groups(self, lr: float, ssl_lr: float | None = None) -> list[dict[str, Any]]:
+        """Optimiser groups: head + layer weights at `lr`, trainable backbone at `ssl_lr` (default `lr`)."""
+        ssl_ids = {id(p) for p in self.ssl.parameters()}
+        rest = [p for p in self.parameters() if id(p) not in ssl_ids and p.requires_grad]
+        groups = [{"params": rest, "lr": lr, "name": "head"}]
+        ssl = [p for p in self.ssl.parameters() if p.requires_grad]
+        if ssl:
+            groups.append({"params": ssl, "lr": lr if ssl_lr is None else ssl_lr, "name": "ssl"})
+        return groups
+
+    def checkpoint_config(self) -> dict[str, Any]:
+        """Build overrides that recreate this architecture without reading the backbone's source files."""
+        return dict(self._export)
+
+
+def _make_head(name: str, in_dim: int, head_kwargs: dict[str, Any] | None) -> nn.Module:
+    if name not in _HEADS:
+        raise ValueError(f"unknown SSL head {name!r}; known: {', '.join(_HEADS)}")
+    from safespeak.models import ssl_heads  # imported late: another module, and it may import blocks
+
+    return getattr(ssl_heads, _HEADS[name])(in_dim=in_dim, **(head_kwargs or {}))
+
+
+def build_backbone(
+    backbone: str,
+    source: str | os.PathLike[str] | None = None,
+    backbone_config: dict[str, Any] | None = None,
+    normalize: bool | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """(backbone module, overrides describing it without `source`)."""
+    if backbone not in BACKBONES:
+        raise ValueError(f"unknown SSL backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
+    if backbone == "dphubert":
+        from safespeak.models.ssl.dphubert import PrunedWav2Vec2, build_dphubert, load_dphubert
+
+        if backbone_config is not None:
+            module = PrunedWav2Vec2(**backbone_config)
+        else:
+            module = build_dphubert() if source is None else load_dphubert(source)
+        return module, {"backbone": "dphubert", "backbone_config": _jsonable(module.config)}
+    from safespeak.models.ssl.hf import HFBackbone, hf_backbone_from_config, load_hf_backbone
+
+    if backbone_config is not None:
+        hf: HFBackbone = hf_backbone_from_config(backbone_config, bool(normalize))
+    elif source is None:
+        raise ValueError(f"backbone={backbone!r} needs source= (a model directory, hub id or .pt file)")
+    elif backbone == "fairseq":
+        from safespeak.models.ssl.fairseq_convert import convert_fairseq_checkpoint
+
+        hf = HFBackbone(convert_fairseq_checkpoint(source), bool(normalize))
+    else:
+        hf = load_hf_backbone(source, normalize)
+    return hf, {"backbone": "hf", "backbone_config": hf.config_dict(), "normalize": hf.normalize}
+
+
+def _jsonable(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: [list(v) for v in val] if k == "extractor_conv_layer_config" else val for k, val in cfg.items()
+    }
+
+
+def build_ssl_model(
+    head: str,
+    *,
+    backbone: str = "dphubert",
+    source: str | os.PathLike[str] | None = None,
+    backbone_config: dict[str, Any] | None = None,
+    normalize: bool | None = None,
+    aggregation: str = "last-layer",
+    layer_init: str = "uniform",
+    freeze: bool = False,
+    gradient_checkpointing: bool = False,
+    head_kwargs: dict[str, Any] | None = None,
+) -> SSLCountermeasure:
+    """Factory behind `ssl-aasist` / `ssl-semaa` (see the module docstring for the overrides)."""
+    module, export = build_backbone(backbone, source, backbone_config, normalize)
+    model = SSLCountermeasure(
+        module,
+        _make_head(head, module.hidden_size, head_kwargs),
+        aggregation=aggregation,
+        layer_init=layer_init,
+        freeze=freeze,
+        gradient_checkpointing=gradient_checkpointing,
+    )
+    model._export = {
+        **export,
+        "aggregation": aggregation,
+        "layer_init": layer_init,
+        "freeze": freeze,
+        "gradient_checkpointing": gradient_checkpointing,
+        **({"head_kwargs": dict(head_kwargs)} if head_kwargs else {}),
+    }
+    return model
