@@ -110,14 +110,19 @@ class AASIST(CountermeasureModel):
         return self.forward_features(x)[1]
 
 
-def aasist_key_map(n_blocks: int = 6) -> tuple[tuple[str, str], ...]:
-    """Reference (clovaai/aasist) state-dict key prefixes -> ours, shared by the AASIST family."""
-    pairs = [(f"encoder.{i}.0.", f"encoder.{i}.") for i in range(n_blocks)]
-    pairs += [("first_bn.", "frontend.first_bn."), ("pos_S", "graph.pos_s")]
-    pairs += [("master1", "graph.master1"), ("master2", "graph.master2")]
-    pairs += [("GAT_layer_S.", "graph.gat_s."), ("GAT_layer_T.", "graph.gat_t.")]
-    pairs += [(f"HtrgGAT_layer_ST{i}.", f"graph.htrg_st{i}.") for i in ("11", "12", "21", "22")]
-    pairs += [(f"pool_{a}.", f"graph.pool_{a.lower()}.") for a in ("S", "T", "hS1", "hT1", "hS2", "hT2")]
+def aasist_key_map(
+    graph: str = "graph.", first_bn: str = "frontend.first_bn."
+) -> tuple[tuple[str, str], ...]:
+    """Reference (clovaai/aasist) state-dict key prefixes -> ours, shared by the AASIST family.
+
+    `graph` is where our model keeps its `GraphBackend`, `first_bn` where the post-pool BatchNorm lives.
+    """
+    pairs = [(f"encoder.{i}.0.", f"encoder.{i}.") for i in range(6)]
+    pairs += [("first_bn.", first_bn), ("pos_S", f"{graph}pos_s")]
+    pairs += [("master1", f"{graph}master1"), ("master2", f"{graph}master2")]
+    pairs += [("GAT_layer_S.", f"{graph}gat_s."), ("GAT_layer_T.", f"{graph}gat_t.")]
+    pairs += [(f"HtrgGAT_layer_ST{i}.", f"{graph}htrg_st{i}.") for i in ("11", "12", "21", "22")]
+    pairs += [(f"pool_{a}.", f"{graph}pool_{a.lower()}.") for a in ("S", "T", "hS1", "hT1", "hS2", "hT2")]
     return tuple(pairs)
 
 
