@@ -54,8 +54,8 @@ class Trial:
     """One trial of a protocol.
 
     `label`: 1 bona fide, 0 spoof, None when the protocol has no key. `attack`: attack id, "-" for
-    bona fide. `path`: audio file when known. `conditions`: other fields, e.g. codec, transmission,
-    subset, vocoder, source, trim.
+    bona fide and for spoofs of unknown attack. `path`: audio file when known. `conditions`: other
+    fields, e.g. codec, transmission, subset, vocoder, source, trim.
     """
 
     trial_id: str
@@ -259,7 +259,7 @@ def _read_in_the_wild(path: Path, subset: str, audio_dir: Path | None, ext: str)
         if label is None:
             raise _fail(path, n, f"label must be bona-fide or spoof, got {row['label']!r}")
         tid = Path(row["file"]).with_suffix("").as_posix()
-        trials.append(Trial(tid, label, row["speaker"], str(base / row["file"]), "-" if label else "spoof"))
+        trials.append(Trial(tid, label, row["speaker"], str(base / row["file"])))
     return trials
 
 
@@ -275,7 +275,7 @@ def _read_csv(path: Path, subset: str, audio_dir: Path | None, ext: str) -> list
         label = _LABEL_WORDS.get(row["label"].lower())
         if label is None:
             raise _fail(path, n, f"label must be bonafide/spoof or 1/0, got {row['label']!r}")
-        attack = row.get("attack") or ("-" if label == BONAFIDE else "spoof")
+        attack = row.get("attack") or "-"
         cond = {k: v for k, v in row.items() if k not in ("path", "label", "attack", "id", "speaker")}
         trials.append(
             Trial(
@@ -287,7 +287,7 @@ def _read_csv(path: Path, subset: str, audio_dir: Path | None, ext: str) -> list
 
 
 def _read_folder(path: Path, subset: str, audio_dir: Path | None, ext: str) -> list[Trial]:
-    """`bonafide/**` and `spoof/<attack>/**` audio files; files right under `spoof/` get attack `spoof`."""
+    """`bonafide/**` and `spoof/<attack>/**` audio files; files right under `spoof/` get attack `-`."""
     _no_subset(path, subset, "folder")
     if not path.is_dir():
         raise ProtocolError(f"{path}: format folder needs a directory holding bonafide/ and spoof/")
@@ -298,7 +298,7 @@ def _read_folder(path: Path, subset: str, audio_dir: Path | None, ext: str) -> l
             if not f.is_file() or f.suffix.lower() not in AUDIO_SUFFIXES:
                 continue
             rel = f.relative_to(path)
-            attack = "-" if label == BONAFIDE else (rel.parts[1] if len(rel.parts) > 2 else "spoof")
+            attack = rel.parts[1] if label == SPOOF and len(rel.parts) > 2 else "-"
             trials.append(Trial(rel.with_suffix("").as_posix(), label, "-", str(f), attack))
     if not trials:
         raise ProtocolError(f"{path}: no audio files under bonafide/ or spoof/ ({', '.join(AUDIO_SUFFIXES)})")

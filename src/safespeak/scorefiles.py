@@ -19,7 +19,7 @@ import csv
 import math
 import os
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -212,25 +212,29 @@ def _check_unique(path: Path, ids: Sequence[str]) -> None:
 
 
 def align_scores_to_ids(
-    table: ScoreTable, trial_ids: Sequence[str], protocol: str = "the protocol"
+    table: ScoreTable,
+    trial_ids: Sequence[str],
+    protocol: str = "the protocol",
+    ignore: Collection[str] = (),
 ) -> np.ndarray:
     """Row index into `table` for every trial id, in `trial_ids` order, as an (N,) int array.
 
     The join is by id: trials without a score and scores without a trial both raise `ScoreFileError`
-    (counts and up to 5 examples of each), so an evaluation never runs on part of a set.
+    (counts and up to 5 examples of each), so an evaluation never runs on part of a set. Scored ids in
+    `ignore` (e.g. trials of the other 2021 subsets) are allowed and skipped.
     """
     pos = {tid: i for i, tid in enumerate(table.ids)}
     missing = [t for t in trial_ids if t not in pos]
-    extra_n = len(table.ids) - (len(trial_ids) - len(missing))
-    if missing or extra_n:
+    if missing or len(table.ids) != len(trial_ids):
         wanted = set(trial_ids)
-        extra = [i for i in table.ids if i not in wanted]
+        extra = [i for i in table.ids if i not in wanted and i not in ignore]
         parts = []
         if missing:
             parts.append(f"{len(missing)} trials of {protocol} have no score (e.g. {missing[:5]})")
         if extra:
             parts.append(f"{len(extra)} scored ids are not trials of {protocol} (e.g. {extra[:5]})")
-        raise ScoreFileError(f"{table.path}: " + "; ".join(parts))
+        if parts:
+            raise ScoreFileError(f"{table.path}: " + "; ".join(parts))
     return np.fromiter((pos[t] for t in trial_ids), dtype=np.int64, count=len(trial_ids))
 
 
