@@ -1,0 +1,124 @@
+"""Batched FIR design and FFT filtering for RawBoost.
+
+Design follows `scipy.signal.firwin(numtaps, [f1, f2], window="hamming", fs=fs)` (a band-stop with
+`pass_zero=True`) and the RawBoost notch cascade, vectorised over any leading dims. Design runs in
+float64 (the tensors are tiny); filtering runs in the signal's dtype with overlap-save FFT blocks.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["band_edges", "filter_powers", "firwin_bandstop", "notch_cascade", "notch_cascade_length"]
+
+# `scipy.signal.freqz(b)` evaluates 512 points on [0, π) (the FFT route: rfft(b, 1024)[:512]).
+FREQZ_POINTS = 512
+
+
+def firwin_bandstop(numtaps: Tensor, f1: Tensor, f2: Tensor, fs: float, max_taps: int) -> Tensor:
+    """Hamming-windowed sinc band-stop filters, equal to `firwin(c, [f1, f2], window="hamming", fs=fs)`.
+
+    numtaps, f1, f2: same shape (...); numtaps odd integers ≤ max_taps. Returns (..., max_taps)
+    float64 taps, left-aligned, zeros after each filter's own `numtaps`.
+    """
+    dev = f1.device
+    c = numtaps.to(device=dev, dtype=torch.float64).unsqueeze(-1)  # (..., 1)
+    f1n = (f1.to(torch.float64) / (0.5 * fs)).unsqueeze(-1)
+    f2n = (f2.to(torch.float64) / (0.5 * fs)).unsqueeze(-1)
+    n = torch.arange(max_taps, device=dev, dtype=torch.float64)  # (K,)
+    m = n - 0.5 * (c - 1)  # (..., K): centred tap index
+    # Bands [0, f1] and [f2, 1] pass, in firwin's order of accumulation.
+    h = f1n * torch.sinc(f1n * m) + torch.sinc(m) - f2n * torch.sinc(f2n * m)
+    # Symmetric Hamming window, computed as scipy's general_cosine does (cosine of -π … π).
+    win = 0.54 + 0.46 * torch.cos(-math.pi + n * (2 * math.pi / (c - 1).clamp_min(1)))
+    h = torch.where(n < c, h * win, torch.zeros((), dtype=h.dtype, device=dev))
+    # Scale to unit gain at DC (the first pass band starts at 0).
+    return h / h.sum(-1, keepdim=True)
+
+
+def band_edges(fc: Tensor, bw: Tensor, fs: float) -> tuple[Tensor, Tensor]:
+    """Notch edges fc ∓ bw/2 (float64), clipped as the original: f1 ≤ 0 → 0.001, f2 ≥ fs/2 → fs/2 − 0.001."""
+    fc, bw = fc.to(torch.float64), bw.to(torch.float64)
+    f1 = fc - bw / 2
+    f2 = fc + bw / 2
+    f1 = torch.where(f1 <= 0, torch.full_like(f1, 1e-3), f1)
+    f2 = torch.where(f2 >= fs / 2, torch.full_like(f2, fs / 2 - 1e-3), f2)
+    return f1, f2
+
+
+def notch_cascade_length(n_bands: int, max_taps: int) -> int:
+    """Length of the tap axis `notch_cascade` returns for `n_bands` filters of at most `max_taps` taps."""
+    return n_bands * (max_taps - 1) + 1
+
+
+def notch_cascade(
+    fc: Tensor, bw: Tensor, numtaps: Tensor, gain_db: Tensor, fs: float, max_taps: int
+) -> tuple[Tensor, Tensor]:
+    """RawBoost multi-notch filters: convolve `nb` band-stops, normalise by the peak of `freqz`, apply gain.
+
+    fc, bw, numtaps: (..., nb) notch centres (Hz), widths (Hz) and odd tap counts; gain_db: (...).
+    Band edges are clipped as in the original (f1 ≤ 0 → 0.001, f2 ≥ fs/2 → fs/2 − 0.001).
+    Returns `b` (..., L) float64 left-aligned taps with L = `notch_cascade_length(nb, max_taps)`, and the
+    true lengths (...) int64 (sum of the band tap counts − (nb − 1)); taps past a filter's length are 0.
+    """
+    f1, f2 = band_edges(fc, bw, fs)
+    taps = firwin_bandstop(numtaps, f1, f2, fs, max_taps)  # (..., nb, K)
+    nb = taps.shape[-2]
+    length = notch_cascade_length(nb, max_taps)
+    # Convolution of the bands = product of their spectra; a multiple of 1024 points also gives freqz's grid.
+    n_fft = 2 * FREQZ_POINTS * math.ceil(length / (2 * FREQZ_POINTS))
+    spec = torch.fft.rfft(taps, n=n_fft).prod(dim=-2)  # (..., n_fft/2 + 1)
+    b = torch.fft.irfft(spec, n=n_fft)[..., :length]
+    step = n_fft // (2 * FREQZ_POINTS)
+    peak = spec[..., : step * FREQZ_POINTS : step].abs().amax(-1, keepdim=True)
+    gain = torch.pow(10.0, gain_db.to(torch.float64) / 20).unsqueeze(-1)
+    lengths = numtaps.to(device=b.device, dtype=torch.int64).sum(-1) - (nb - 1)
+    # The FFT leaves ~1e-17 residue past each filter's end; clear it so the taps are exactly finite-length.
+    b = torch.where(torch.arange(length, device=b.device) < lengths.unsqueeze(-1), b, 0.0)
+    return gain * b / peak, lengths
+
+
+def _block_size(taps: int, n: int) -> int:
+    # Blocks ~16× the filter keep FFTs small and cache-friendly; no need to exceed one block per signal.
+    want = max(16 * taps, 1024)
+    cap = n + 2 * taps
+    return 1 << (min(want, cap) - 1).bit_length()
+
+
+def filter_powers(x: Tensor, b: Tensor, lengths: Tensor) -> Tensor:
+    """Σ_i FIR(x^(i+1), b[:, i]) with the original RawBoost alignment, by overlap-save FFT.
+
+    x: (B, T); b: (B, F, L) left-aligned taps (any float dtype, cast to x's); lengths: (B, F) true tap
+    counts (odd). Each filter is applied like the original `filterFIR`: `lfilter(b, 1, pad(x, (0, N)))`
+    trimmed to `[N/2 : len − N/2]` with N = length + 1, i.e. output[t] = Σ_j b[j]·x[t + N/2 − j],
+    so the output keeps length T. Returns (B, T) in x's dtype.
+    """
+    if x.ndim != 2 or b.ndim != 3 or b.shape[0] != x.shape[0] or lengths.shape != b.shape[:2]:
+        raise ValueError(f"filter_powers expects x (B, T), b (B, F, L), lengths (B, F); got "
+                         f"{tuple(x.shape)}, {tuple(b.shape)}, {tuple(lengths.shape)}")
+    bsz, t = x.shape
+    n_filt, ell = b.shape[1], b.shape[2]
+    m = _block_size(ell, t)
+    lead = (ell - 1) // 2  # ≥ max over filters of the causal reach (L − 3)/2
+    hop = m - lead - (ell + 2) // 2  # (ell + 2)//2 ≥ the largest look-ahead N/2
+    n_blk = -(-t // hop)
+    # Circularly shifted taps: tap j sits at (j − N/2) mod m, so block outputs come out already aligned.
+    shift = (lengths.to(x.device) + 1) // 2  # (B, F)
+    idx = (torch.arange(ell, device=x.device) - shift.unsqueeze(-1)) % m  # (B, F, L)
+    g = torch.zeros(bsz, n_filt, m, dtype=x.dtype, device=x.device)
+    g.scatter_(2, idx, b.to(device=x.device, dtype=x.dtype))
+    h = torch.fft.rfft(g)  # (B, F, m/2 + 1)
+    xp = torch.nn.functional.pad(x, (lead, (n_blk - 1) * hop + m - lead - t))
+    blocks = xp.unfold(1, m, hop)  # (B, n_blk, m), a strided view
+    acc = None
+    power = blocks
+    for i in range(n_filt):
+        if i > 0:
+            power = power * blocks  # x^(i+1), block by block
+        term = torch.fft.rfft(power) * h[:, i, None, :]  # (B, n_blk, m/2 + 1)
+        acc = term if acc is None else acc.add_(term)
+    y = torch.fft.irfft(acc, n=m)[..., lead : lead + hop]  # (B, n_blk, hop)
+    return y.reshape(bsz, n_blk * hop)[:, :t]
