@@ -224,7 +224,7 @@ def _sasv(s: _Set) -> dict[str, Any]:
         "a_dcf": float(a_dcf(sasv[tar], sasv[non], sasv[spf])),
         "min_tdcf": float(min_tdcf_asvspoof5(cm[tar | non], cm[spf])),
         "tdcf": "revised t-DCF with the ASVspoof5 package's fixed ASV error rates",
-        "t_eer": float(t_eer(asv[tar], asv[non], asv[spf], cm[tar], cm[spf])),
+        "t_eer": float(t_eer(asv[tar], asv[non], asv[spf], cm[tar | non], cm[spf])),
         "n_target": int(tar.sum()),
         "n_nontarget": int(non.sum()),
     }
