@@ -390,6 +390,7 @@ def read_dphubert(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[st
 def load_dphubert(path: str | os.PathLike[str]) -> PrunedWav2Vec2:
     """Backbone from a DPHuBERT checkpoint, weights loaded strictly, in eval mode."""
     config, state = read_dphubert(path)
+    _check_config(config, str(path))  # so config errors name the file
     model = PrunedWav2Vec2(**config)
     try:
         model.load_state_dict(state, strict=True)
