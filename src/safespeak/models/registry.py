@@ -1,16 +1,22 @@
-"""Explicit model registry: name -> factory.
+"""Explicit model registry: name -> factory, plus import of reference (original-code) weights.
 
 `register(name)` decorates a factory `(**overrides) -> CountermeasureModel`; `build(name, **overrides)`
-calls it. Unknown or duplicate names raise with the list of known names.
+calls it. Unknown or duplicate names raise with the list of known names. `from_reference(name, path)`
+loads a state dict saved by the original code (`.pth` read with `weights_only=True`, or safetensors),
+renames its keys with the model's `reference_key_map` and loads it strictly.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import torch
 
 from safespeak.models.base import CountermeasureModel
 
@@ -86,10 +92,123 @@ def build(name: str, **overrides: Any) -> CountermeasureModel:
     return model_info(name).factory(**overrides)
 
 
+def map_reference_keys(
+    state: Mapping[str, torch.Tensor], key_map: tuple[tuple[str, str], ...]
+) -> dict[str, torch.Tensor]:
+    """Rename keys by the first matching prefix substitution of `key_map`; other keys are kept."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        new = key
+        for old_prefix, new_prefix in key_map:
+            if key.startswith(old_prefix):
+                new = new_prefix + key[len(old_prefix) :]
+                break
+        out[new] = value
+    return out
+
+
+def read_reference_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Tensors of a reference checkpoint: `.pth`/`.pt` (never unpickles code) or `.safetensors`.
+
+    A `.pth` holding `{"state_dict": ...}` or `{"model": ...}` is unwrapped; a DataParallel `module.`
+    prefix is stripped.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: reference checkpoint not found")
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state: Any = load_file(str(p))
+    elif p.suffix in {".pth", ".pt", ".ckpt", ".bin"}:
+        try:
+            state = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as exc:  # weights_only refuses pickled code: say which file
+            raise ValueError(f"{p}: cannot read as a weights-only torch checkpoint ({exc})") from exc
+        for wrapper in ("state_dict", "model"):
+            if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+                state = state[wrapper]
+    else:
+        raise ValueError(f"{p}: unknown checkpoint type {p.suffix!r} (expected .pth, .pt or .safetensors)")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{p}: expected a state dict of tensors")
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return dict(state)
+
+
+def from_reference(name: str, path: str | os.PathLike[str], **overrides: Any) -> CountermeasureModel:
+    """Build `name` (with `overrides`) and load reference weights from `path` strictly; eval mode.
+
+    Mismatched keys or shapes raise `ValueError` naming the file and the first offending keys.
+    """
+    info = model_info(name)
+    state = map_reference_keys(read_reference_state(path), info.reference_key_map)
+    model = info.factory(**overrides)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or shapes:
+        details = "; ".join(
+            f"{what}: {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
+            for what, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes))
+            if keys
+        )
+        raise ValueError(f"{path}: not a {name!r} reference state dict ({details})")
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
 def register_cli(sub: argparse._SubParsersAction) -> None:
-    """`safespeak models` (and, once implemented, `convert`)."""
+    """`safespeak models` and `safespeak convert`."""
     p = sub.add_parser("models", help="list registered models with parameter counts and input length")
     p.set_defaults(func=_cmd_models)
+    c = sub.add_parser(
+        "convert",
+        help="convert reference weights (original code's .pth/.safetensors) to a safespeak checkpoint",
+        description="Load a reference state dict with its original key names, map the keys, check that "
+        "it loads strictly, and write a safespeak checkpoint (safetensors + JSON sidecar).",
+    )
+    c.add_argument("--arch", required=True, help="registered model name (see `safespeak models`)")
+    c.add_argument("--reference", required=True, help="reference weights file (.pth or .safetensors)")
+    c.add_argument(
+        "--output", required=True, help="output checkpoint: a directory (model.*) or a file stem/.safetensors"
+    )
+    c.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model hyperparameter override, VALUE parsed as YAML (e.g. in_dim=768); repeatable",
+    )
+    c.set_defaults(func=_cmd_convert)
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """`["k=v", ...]` -> dict with YAML-parsed values; a malformed item raises `ValueError`."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"override {item!r} is not KEY=VALUE")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from safespeak.checkpoint import file_sha256, save_checkpoint
+
+    overrides = parse_overrides(args.overrides)
+    model = from_reference(args.arch, args.reference, **overrides)
+    meta = {"converted_from": str(args.reference), "reference_sha256": file_sha256(args.reference)}
+    out = save_checkpoint(args.output, model, arch=args.arch, model_config=overrides, meta=meta)
+    n = sum(p.numel() for p in model.parameters())
+    print(f"wrote {out} ({args.arch}, {n:,} parameters)")
+    return 0
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
