@@ -44,7 +44,9 @@ except ImportError:  # pragma: no cover - depends on which modules are installed
 
     @dataclass(frozen=True)
     class AugmentConfig:  # type: ignore[no-redef]
-        """Placeholder until `safespeak.augment.pipeline` is available (no augmentation)."""
+        """Placeholder while `safespeak.augment.pipeline` is absent: only `rawboost_algo: 0` trains."""
+
+        rawboost_algo: int = 0
 
 
 class ConfigError(ValueError):

@@ -171,6 +171,8 @@ class _Run:
         try:
             from safespeak.augment.pipeline import build_augment
         except ImportError:
+            if getattr(self.cfg.augment, "rawboost_algo", 0):
+                raise RuntimeError("augment.rawboost_algo needs safespeak.augment.pipeline") from None
             return None, None
         aug = build_augment(self.cfg.augment)
         if aug is None:
@@ -346,12 +348,11 @@ class _Run:
             "data_fingerprint": self.fingerprint,
             "input_length": self.cfg.data.crop_samples,
         }
+        # SSL models describe themselves without their backbone's source path (restorable anywhere)
+        export = getattr(model, "checkpoint_config", None)
+        model_config = export() if callable(export) else self.cfg.model.overrides
         return save_checkpoint(
-            self.run_dir / name,
-            model,
-            arch=self.cfg.model.arch,
-            model_config=self.cfg.model.overrides,
-            meta=meta,
+            self.run_dir / name, model, arch=self.cfg.model.arch, model_config=model_config, meta=meta
         )
 
     def finish(self) -> TrainResult:
