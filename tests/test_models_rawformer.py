@@ -178,7 +178,7 @@ def test_logits2_cross_entropy_equals_bce_on_spoof_logit() -> None:
 def test_length_limits(variant: str) -> None:
     model = FACTORIES[variant]().eval()
     lo, hi = LIMITS[variant]
-    assert (model.min_length, model.max_length) == (lo, hi)
+    assert (model.min_input_length, model.max_input_length) == (lo, hi)
     fe, max_frames = model.front_end, model.positional_embedding.max_positions // 23
     assert (fe.frames(lo - 1), fe.frames(lo), fe.frames(hi), fe.frames(hi + 1)) == (
         0,

@@ -324,7 +324,7 @@ class Rawformer(CountermeasureModel):
     `variant` picks the front end ("s": 4 residual blocks with (1, 6) pools; "l": 6 blocks with (1, 3)
     pools; "se": the S first block + 3 Res2Net-SE blocks). `max_frames` is the HFM time-bin count the
     position table is sized for (23 * max_frames rows): 16 (S, SE) or 29 (L) for a 4 s input.
-    Valid input lengths are `min_length`..`max_length` samples; others raise `ValueError`.
+    Valid input lengths are `min_input_length`..`max_input_length` samples; others raise `ValueError`.
     """
 
     input_length = 64_000  # the reference trains on random 4 s crops (repeat-padded if shorter)
@@ -345,8 +345,8 @@ class Rawformer(CountermeasureModel):
         self.classifier = RawformerClassifier(_D_MODEL, n_encoders, transformer_hidden, n_heads, dropout)
         fe = self.front_end
         per_frame = _SINC_POOL * fe.time_reduction  # samples per HFM time bin
-        self.min_length = fe.sinc.kernel_size - 1 + per_frame
-        self.max_length = fe.sinc.kernel_size - 1 + per_frame * (max_frames + 1) - 1
+        self.min_input_length = fe.sinc.kernel_size - 1 + per_frame
+        self.max_input_length = fe.sinc.kernel_size - 1 + per_frame * (max_frames + 1) - 1
 
     @property
     def name(self) -> str:
@@ -357,15 +357,15 @@ class Rawformer(CountermeasureModel):
         if x.dim() != 2:
             raise ValueError(f"{self.name} expects a (B, T) waveform batch, got shape {tuple(x.shape)}")
         n = x.shape[1]
-        if n < self.min_length:
+        if n < self.min_input_length:
             raise ValueError(
-                f"{self.name} needs at least {self.min_length:,} samples "
-                f"({self.min_length / SAMPLE_RATE:.3f} s at 16 kHz), got {n:,}; repeat-pad short audio"
+                f"{self.name} needs at least {self.min_input_length:,} samples "
+                f"({self.min_input_length / SAMPLE_RATE:.3f} s at 16 kHz), got {n:,}; repeat-pad short audio"
             )
-        if n > self.max_length:
+        if n > self.max_input_length:
             raise ValueError(
-                f"{self.name} accepts at most {self.max_length:,} samples "
-                f"({self.max_length / SAMPLE_RATE:.2f} s at 16 kHz; its position table covers "
+                f"{self.name} accepts at most {self.max_input_length:,} samples "
+                f"({self.max_input_length / SAMPLE_RATE:.2f} s at 16 kHz; its position table covers "
                 f"{self.positional_embedding.max_positions} positions), "
                 f"got {n:,}; score longer audio in windows of {self.input_length:,} samples"
             )
