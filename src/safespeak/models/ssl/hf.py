@@ -54,10 +54,17 @@ class HFBackbone(nn.Module):
 
     def set_gradient_checkpointing(self, enabled: bool = True) -> None:
         """Recompute layer activations in backward (for fine-tuning XLS-R 1B/2B on one GPU)."""
-        if enabled:
-            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # transformers 5 renamed gradient_* to activation_checkpointing_* (the old names warn)
+        m = self.model
+        if hasattr(m, "activation_checkpointing_enable"):
+            if enabled:
+                m.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                m.activation_checkpointing_disable()
+        elif enabled:
+            m.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         else:
-            self.model.gradient_checkpointing_disable()
+            m.gradient_checkpointing_disable()
 
     def extract_features(
         self, x: torch.Tensor, lengths: torch.Tensor | None = None

@@ -54,6 +54,7 @@ class SSLCountermeasure(CountermeasureModel):
         self.ssl = backbone
         self.aggregate = LayerAggregation(backbone.num_hidden_states, aggregation, layer_init)
         self.head = head
+        self.input_length = int(getattr(head, "input_length", self.input_length))  # heads carry nb_samp
         self.frozen = freeze
         self._export: dict[str, Any] = {}
         if freeze:
