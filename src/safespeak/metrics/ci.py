@@ -67,7 +67,7 @@ def bootstrap_eers(
     col_b = np.empty(n_b, dtype=np.intp)
     col_b[order_b] = merged.bona_pos
     col_s = np.empty(n_s, dtype=np.intp)
-    col_s[order_s] = merged.spoof_pos
+    col_s[order_s] = np.flatnonzero(~is_bona)
     rng = np.random.default_rng(seed)
     chunk = max(1, _CHUNK_ELEMENTS // (2 * n))
     out = np.empty(n_boot, dtype=np.float64)

@@ -38,8 +38,7 @@ class MergedScores:
 
     bona_sorted: NDArray[np.float64]  # (Nb,)
     spoof_sorted: NDArray[np.float64]  # (Ns,)
-    bona_pos: NDArray[np.intp]  # (Nb,) merged position of each sorted bona fide score
-    spoof_pos: NDArray[np.intp]  # (Ns,) merged position of each sorted spoof score
+    bona_pos: NDArray[np.intp]  # (Nb,) merged position of each sorted bona fide score, increasing
 
     @property
     def n(self) -> int:
@@ -51,22 +50,41 @@ class MergedScores:
         lab[self.bona_pos] = True
         return lab
 
-    def sorted_scores(self) -> NDArray[np.float64]:
+    def sorted_scores(self, is_bona: NDArray[np.bool_] | None = None) -> NDArray[np.float64]:
         """(N,) all scores in merged order."""
+        lab = self.is_bona() if is_bona is None else is_bona
         out = np.empty(self.n, dtype=np.float64)
-        out[self.bona_pos] = self.bona_sorted
-        out[self.spoof_pos] = self.spoof_sorted
+        out[lab] = self.bona_sorted
+        out[~lab] = self.spoof_sorted  # spoofs keep their ascending order
         return out
+
+    def bona_before(self, k: int) -> int:
+        """Number of bona fide trials among the first k merged positions (rejected at DET point k)."""
+        return int(np.searchsorted(self.bona_pos, k, side="left"))
 
 
 def merge_sorted(bonafide: NDArray[np.float64], spoof: NDArray[np.float64]) -> MergedScores:
-    """Sort each class and compute the merged positions of a stable bona-fide-first sort."""
+    """Sort each class and compute where a stable bona-fide-first sort puts the bona fide trials."""
     b = np.sort(bonafide)
     s = np.sort(spoof)
-    # A bona fide trial goes after every strictly lower spoof; a spoof after every bona fide <= it.
+    # A bona fide trial goes after every strictly lower spoof (and before equal ones).
     bona_pos = np.arange(b.size) + np.searchsorted(s, b, side="left")
-    spoof_pos = np.arange(s.size) + np.searchsorted(b, s, side="right")
-    return MergedScores(b, s, bona_pos, spoof_pos)
+    return MergedScores(b, s, bona_pos)
+
+
+def det_from_merged(
+    merged: MergedScores,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """``(frr, far, thresholds)`` of the official DET curve from merged scores."""
+    n_bona, n_spoof = merged.bona_sorted.size, merged.spoof_sorted.size
+    is_bona = merged.is_bona()
+    bona_cum = np.cumsum(is_bona)  # (N,) bona fide rejected after each point
+    spoof_left = n_spoof - (np.arange(1, merged.n + 1) - bona_cum)  # spoofs still accepted
+    frr = np.concatenate(([0.0], bona_cum / n_bona))
+    far = np.concatenate(([1.0], spoof_left / n_spoof))
+    scores = merged.sorted_scores(is_bona)
+    thresholds = np.concatenate(([scores[0] - DET_FIRST_OFFSET], scores))
+    return frr, far, thresholds
 
 
 def compute_det_curve(
@@ -79,36 +97,35 @@ def compute_det_curve(
     """
     bona = as_scores(bonafide, "bona fide")
     spf = as_scores(spoof, "spoof")
-    merged = merge_sorted(bona, spf)
-    bona_cum = np.cumsum(merged.is_bona())  # (N,) bona fide rejected after each point
-    spoof_left = spf.size - (np.arange(1, merged.n + 1) - bona_cum)  # spoofs still accepted
-    frr = np.concatenate(([0.0], bona_cum / bona.size))
-    far = np.concatenate(([1.0], spoof_left / spf.size))
-    scores = merged.sorted_scores()
-    thresholds = np.concatenate(([scores[0] - DET_FIRST_OFFSET], scores))
-    return frr, far, thresholds
+    return det_from_merged(merge_sorted(bona, spf))
 
 
-def eer_point(n_bona: int, n_spoof: int, bona_cum: NDArray[np.int64]) -> tuple[int, float]:
-    """(index, EER) of the first DET point minimising |FRR - FAR|, from cumulative bona fide counts.
+def _rates(merged: MergedScores, k: int) -> tuple[float, float]:
+    """(FRR, FAR) at DET point k, computed as the official code does (counts / class size)."""
+    n_bona, n_spoof = merged.bona_sorted.size, merged.spoof_sorted.size
+    b = merged.bona_before(k)
+    return b / n_bona, (n_spoof - (k - b)) / n_spoof
+
+
+def eer_index(merged: MergedScores) -> int:
+    """Index of the first DET point minimising |FRR - FAR|.
 
     FRR - FAR strictly increases along the curve, so the minimum of its absolute value sits at the sign
-    change: at the first point with FRR >= FAR or at the one before it (that one wins a tie).
+    change: at the first point with FRR >= FAR, found by bisection, or at the one before it (which wins
+    a tie, as the official argmin does). FRR >= FAR is tested exactly in integers.
     """
-    k = np.arange(1, bona_cum.size + 1)
-    # FRR >= FAR  <=>  bona_cum / Nb >= (Ns - spoof_cum) / Ns, compared exactly in integers.
-    cross = bona_cum * n_spoof >= n_bona * (n_spoof - (k - bona_cum))
-    q = int(np.argmax(cross)) + 1  # DET index (point 0 has FRR - FAR = -1 < 0); the last point is >= 0
-
-    def rates(i: int) -> tuple[float, float]:
-        b = int(bona_cum[i - 1]) if i else 0
-        return b / n_bona, (n_spoof - (i - b)) / n_spoof
-
-    frr_q, far_q = rates(q)
-    frr_p, far_p = rates(q - 1)
-    if abs(frr_p - far_p) <= abs(frr_q - far_q):
-        return q - 1, float(np.mean((frr_p, far_p)))
-    return q, float(np.mean((frr_q, far_q)))
+    n_bona, n_spoof = merged.bona_sorted.size, merged.spoof_sorted.size
+    lo, hi = 0, merged.n  # FRR < FAR at point 0 (FRR 0, FAR 1); FRR >= FAR at the last point
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        b = merged.bona_before(mid)
+        if b * n_spoof >= n_bona * (n_spoof - (mid - b)):
+            hi = mid
+        else:
+            lo = mid
+    frr_p, far_p = _rates(merged, lo)
+    frr_q, far_q = _rates(merged, hi)
+    return lo if abs(frr_p - far_p) <= abs(frr_q - far_q) else hi
 
 
 def compute_eer(bonafide: ArrayLike, spoof: ArrayLike) -> tuple[float, float]:
@@ -121,18 +138,15 @@ def compute_eer(bonafide: ArrayLike, spoof: ArrayLike) -> tuple[float, float]:
     >>> compute_eer([0.9, 0.5, 0.5, 0.5], [0.5, 0.5, 0.5, 0.1, 0.2])
     (0.55, 0.5)
     """
-    bona = as_scores(bonafide, "bona fide")
-    spf = as_scores(spoof, "spoof")
-    merged = merge_sorted(bona, spf)
-    is_bona = merged.is_bona()
-    bona_cum = np.cumsum(is_bona)
-    idx, eer = eer_point(bona.size, spf.size, bona_cum)
+    merged = merge_sorted(as_scores(bonafide, "bona fide"), as_scores(spoof, "spoof"))
+    idx = eer_index(merged)
+    eer = float(np.mean(_rates(merged, idx)))
     if idx == 0:
-        threshold = min(merged.bona_sorted[0], merged.spoof_sorted[0]) - DET_FIRST_OFFSET
-    else:
-        # The threshold is the score of the last trial counted as rejected at the EER point.
-        b = int(bona_cum[idx - 1])
-        threshold = merged.bona_sorted[b - 1] if is_bona[idx - 1] else merged.spoof_sorted[idx - 1 - b]
+        return eer, float(min(merged.bona_sorted[0], merged.spoof_sorted[0]) - DET_FIRST_OFFSET)
+    # The threshold is the score of the last trial counted as rejected at the EER point.
+    b = merged.bona_before(idx)
+    last_is_bona = b > 0 and merged.bona_pos[b - 1] == idx - 1
+    threshold = merged.bona_sorted[b - 1] if last_is_bona else merged.spoof_sorted[idx - 1 - b]
     return eer, float(threshold)
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from safespeak.metrics.eer import AsvErrorRates, as_scores, asv_error_rates, compute_det_curve
+from safespeak.metrics.eer import AsvErrorRates, as_scores, asv_error_rates, det_from_merged, merge_sorted
 
 __all__ = [
     "ASVSPOOF5_ASV_RATES",
@@ -82,14 +82,14 @@ def _check_priors(p_tar: float, p_non: float, p_spoof: float) -> None:
 
 def _cm_det(bonafide: ArrayLike, spoof: ArrayLike) -> tuple[NDArray[np.float64], ...]:
     """CM DET curve after the official sanity checks (finite scores, at least 3 distinct values)."""
-    bona = as_scores(bonafide, "bona fide")
-    spf = as_scores(spoof, "spoof")
-    both = np.concatenate((bona, spf))
-    if not np.isfinite(both).all():
+    merged = merge_sorted(as_scores(bonafide, "bona fide"), as_scores(spoof, "spoof"))
+    frr, far, thresholds = det_from_merged(merged)
+    scores = thresholds[1:]  # (N,) sorted: inf can only sit at the ends
+    if not (np.isfinite(scores[0]) and np.isfinite(scores[-1])):
         raise ValueError("CM scores contain inf; the t-DCF needs finite scores")
-    if np.unique(both).size < 3:
+    if np.count_nonzero(scores[1:] != scores[:-1]) < 2:
         raise ValueError("CM scores have fewer than 3 distinct values: give soft scores, not decisions")
-    return compute_det_curve(bona, spf)
+    return frr, far, thresholds
 
 
 def tdcf_2019_curve(
