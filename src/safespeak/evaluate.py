@@ -27,6 +27,7 @@ import math
 import os
 import sys
 from collections.abc import Collection, Sequence
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -71,15 +72,15 @@ def _eer(bona: np.ndarray, spoof: np.ndarray) -> float | None:
 class _Set:
     """Trials joined with their scores: labels, attacks and condition columns as arrays."""
 
-    def __init__(self, trials: Sequence[Trial], scores: np.ndarray) -> None:
+    def __init__(self, trials: Sequence[Trial], scores: np.ndarray, side: dict[str, np.ndarray]) -> None:
         self.scores = scores  # (N,) float64, trial order
+        self.side = side  # other score columns (Track 2 `asv`, `sasv`), (N,) each, trial order
         self.label = np.array([t.label for t in trials], dtype=np.int8)
         self.attack = np.array([t.attack for t in trials])
         fields = sorted({k for t in trials for k in t.conditions})
         self.cond = {f: np.array([t.conditions.get(f, "") for t in trials]) for f in fields}
         self.bona_mask = self.label == 1
         self.spoof_mask = self.label == 0
-        self.side: dict[str, np.ndarray] = {}
 
     def bona(self, mask: np.ndarray | None = None) -> np.ndarray:
         return self.scores[self.bona_mask if mask is None else self.bona_mask & mask]
@@ -107,15 +108,13 @@ def _join(trials: list[Trial], table: ScoreTable, protocol: str, others: Collect
                 f"{table.path}: the key column disagrees with {protocol} for {len(bad)} trials "
                 f"(e.g. {bad[:5]})"
             )
-    joined = _Set(trials, table.scores[idx])
-    joined.side = {k: np.asarray(v)[idx] for k, v in table.extra.items()}  # asv / sasv columns, trial order
-    return joined
+    return _Set(trials, table.scores[idx], {k: np.asarray(v)[idx] for k, v in table.extra.items()})
 
 
 def _breakdowns(s: _Set, fmt: str) -> dict[str, Any]:
     """`per_attack` and `per_condition` EERs (None where a class is empty)."""
     out: dict[str, Any] = {"per_attack": {a: _eer(s.bona(), s.spoof(s.attack == a)) for a in s.attacks()}}
-    if fmt in ("asvspoof2021-la", "asvspoof2021-df", "asvspoof5-protocol") or fmt in _ASVSPOOF5_T1:
+    if fmt in ("asvspoof2021-la", "asvspoof2021-df", *_ASVSPOOF5_T1):
         fields = [f for f in (*_BOTH_CLASS_FIELDS, *_SPOOF_ONLY_FIELDS) if f in s.cond]
     elif fmt == "csv":
         fields = [f for f in s.cond if f not in _NOT_CONDITIONS]
@@ -153,13 +152,11 @@ def _tdcf_2019(s: _Set, asv_path: str | os.PathLike[str]) -> tuple[dict[str, Any
 
     asv = read_asv_scores_2019(asv_path)
     rates = asv_error_rates(asv["target"], asv["nontarget"], asv["spoof"])
-    out = {
+    out: dict[str, Any] = {
         "min_tdcf": min_tdcf_2019(s.bona(), s.spoof(), rates),
         "tdcf": "legacy ASVspoof 2019 (clovaai/aasist)",
     }
-    out["asv_error_rates"] = {
-        k: float(getattr(rates, k)) for k in ("pfa", "pmiss", "pmiss_spoof", "pfa_spoof")
-    }
+    out["asv_error_rates"] = asdict(rates)
     return out, min_tdcf_2019(-s.bona(), -s.spoof(), rates)
 
 
@@ -182,7 +179,7 @@ def _cell_tdcf(bona: np.ndarray, spoof: np.ndarray, c012: tuple[float, float, fl
 
 def _tdcf_2021(
     s: _Set, asv_scores: str | os.PathLike[str], asv_protocol: str | os.PathLike[str], subset: str
-):
+) -> tuple[dict[str, Any], float]:
     """Revised t-DCF as the 2021 eval-package: C012 recomputed per cell from the subset's ASV trials."""
     from safespeak.metrics import asv_error_rates, min_tdcf_2021
 
@@ -196,9 +193,7 @@ def _tdcf_2021(
     c012 = _c012(tar, non, spf)
     out: dict[str, Any] = {"min_tdcf": min_tdcf_2021(s.bona(), s.spoof(), c012=c012)}
     out["tdcf"] = "revised ASVspoof 2021 (C012 from the ASV scores of the subset)"
-    out["asv_error_rates"] = {
-        k: float(getattr(rates, k)) for k in ("pfa", "pmiss", "pmiss_spoof", "pfa_spoof")
-    }
+    out["asv_error_rates"] = asdict(rates)
     out["per_attack_min_tdcf"] = {
         a: _cell_tdcf(s.bona(), s.spoof(s.attack == a), _c012(tar, non, asv.split(None, asv.attack == a)[2]))
         for a in s.attacks()
@@ -252,6 +247,34 @@ def _check_asv_args(fmt: str, asv_scores: object, asv_protocol: object) -> None:
         )
 
 
+def _metrics(
+    s: _Set,
+    fmt: str,
+    subset: str,
+    asv_scores: str | os.PathLike[str] | None,
+    asv_protocol: str | os.PathLike[str] | None,
+) -> tuple[dict[str, Any], float | None]:
+    """Format-specific metrics and the min t-DCF of negated scores (None without a t-DCF)."""
+    from safespeak.metrics import compute_eer, min_tdcf_asvspoof5
+
+    if fmt == "asvspoof5-sasv":
+        tdcf_negated = min_tdcf_asvspoof5(-s.bona(), -s.spoof())
+        return _sasv(s), tdcf_negated
+    eer, thr = compute_eer(s.bona(), s.spoof())
+    out: dict[str, Any] = {"eer": float(eer), "eer_threshold": float(thr)}
+    negated = None
+    if fmt in _ASVSPOOF5_T1:
+        out.update(_cm_metrics(s))
+    if asv_scores is not None and fmt == "asvspoof2019-la":
+        extra, negated = _tdcf_2019(s, asv_scores)
+        out.update(extra)
+    elif asv_scores is not None and asv_protocol is not None:
+        extra, negated = _tdcf_2021(s, asv_scores, asv_protocol, subset)
+        out.update(extra)
+    out.update(_breakdowns(s, fmt))
+    return out, negated
+
+
 def evaluate(
     scores_path: str | os.PathLike[str],
     protocol_path: str | os.PathLike[str],
@@ -289,23 +312,8 @@ def evaluate(
         "n_bonafide": int(s.bona_mask.sum()),
         "n_spoof": int(s.spoof_mask.sum()),
     }
-    negated = None
-    if protocol_format == "asvspoof5-sasv":
-        result.update(_sasv(s))
-    else:
-        from safespeak.metrics import compute_eer
-
-        eer, thr = compute_eer(s.bona(), s.spoof())
-        result.update(eer=float(eer), eer_threshold=float(thr))
-        if protocol_format in _ASVSPOOF5_T1:
-            result.update(_cm_metrics(s))
-        if asv_scores is not None and protocol_format == "asvspoof2019-la":
-            extra, negated = _tdcf_2019(s, asv_scores)
-            result.update(extra)
-        elif asv_scores is not None and asv_protocol is not None:
-            extra, negated = _tdcf_2021(s, asv_scores, asv_protocol, subset)
-            result.update(extra)
-        result.update(_breakdowns(s, protocol_format))
+    metrics, negated = _metrics(s, protocol_format, subset, asv_scores, asv_protocol)
+    result.update(metrics)
     _polarity(result, negated)
     return result
 
