@@ -1,0 +1,121 @@
+"""Trainer: 2 epochs of the tiny recipe, checkpoints + state, SWA, early stopping, leakage guard, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from safespeak.checkpoint import load_checkpoint
+from safespeak.cli import main
+from safespeak.config import config_from_dict, load_config
+from safespeak.data import DataLeakageError, load_split, trials_fingerprint
+from safespeak.train import STATE_FILE, lr_factor, train
+from toydata import toy_config, write_toy_dataset
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory: pytest.TempPathFactory):
+    return write_toy_dataset(tmp_path_factory.mktemp("toy"), {"train": 24, "dev": 12}, seed=1)
+
+
+def _paths(toy) -> list[str]:
+    return [
+        f"data.{s}.{k}={v}"
+        for s in ("train", "dev")
+        for k, v in (("protocol", toy.protocols[s]), ("audio_dir", toy.audio_dirs[s]))
+    ]
+
+
+def test_lr_schedules() -> None:
+    assert lr_factor(0, 100, "cosine", 0.05) == pytest.approx(1.0)
+    assert lr_factor(50, 100, "cosine", 0.05) == pytest.approx(0.05 + 0.95 * 0.5)
+    assert lr_factor(100, 100, "cosine", 0.05) == pytest.approx(0.05)
+    assert lr_factor(37, 100, "constant", 0.05) == 1.0
+
+
+def test_tiny_recipe_trains_two_epochs_and_computes_dev_eer(tmp_path: Path) -> None:
+    toy = write_toy_dataset(tmp_path / "toy", {"train": 12, "dev": 8}, seed=2)  # 2 steps per epoch
+    cfg = load_config(
+        CONFIGS / "tiny-cpu.yaml",
+        [*_paths(toy), f"train.out_dir={tmp_path / 'run'}", "train.tensorboard=true", "data.batch_size=6"],
+    )
+    res = train(cfg)
+    assert res.epochs_run == 2 and [h["epoch"] for h in res.history] == [0, 1]
+    eers = [h["dev_eer"] for h in res.history]
+    assert all(0.0 <= e <= 1.0 for e in eers) and res.best_dev_eer == min(eers)
+    assert all(math.isfinite(h["train_loss"]) and h["train_loss"] > 0 for h in res.history)
+    model, meta = load_checkpoint(tmp_path / "run" / "model")
+    assert meta["arch"] == "aasist-l" and meta["model_config"]["gat_dims"] == [16, 8]
+    assert meta["epoch"] == res.best_epoch and meta["dev_metrics"]["eer"] == pytest.approx(res.best_dev_eer)
+    assert meta["input_length"] == 8000 and meta["training_config"]["train"]["lr"] == 1e-3
+    splits = [
+        load_split(str(toy.protocols[s]), toy.format, audio_dir=str(toy.audio_dirs[s]))
+        for s in ("train", "dev")
+    ]
+    assert meta["data_fingerprint"] == trials_fingerprint(*splits)
+    state = torch.load(tmp_path / "run" / STATE_FILE, weights_only=True)  # no pickled objects
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (2, 0, 4)
+    # the cosine schedule reached its floor on the last step
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(
+        1e-3 * lr_factor(3, 4, "cosine", 0.1), rel=1e-6
+    )
+    assert list((tmp_path / "run" / "tb").iterdir()), "tensorboard scalars written"
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["best_epoch"] == res.best_epoch
+    with torch.no_grad():
+        assert model.score(torch.zeros(2, 8000)).shape == (2,)
+
+
+def test_swa_is_applied_to_the_final_weights(toy, tmp_path: Path) -> None:
+    cfg = config_from_dict(toy_config(toy, tmp_path, epochs=2, swa=True, patience=None))
+    res = train(cfg)
+    # toy data: epoch 0 already separates dev perfectly, so `best` holds the epoch-0 weights
+    assert res.best_epoch == 0
+    w0 = load_file(tmp_path / "best.safetensors")
+    w1 = torch.load(tmp_path / STATE_FILE, weights_only=True)["model"]
+    last = load_file(tmp_path / "last.safetensors")
+    for k in w0:
+        torch.testing.assert_close(last[k], (w0[k] + w1[k]) / 2, rtol=0, atol=1e-6)
+    assert not torch.equal(last["fc.weight"], w1["fc.weight"])
+    assert load_file(tmp_path / "model.safetensors").keys() == last.keys()
+
+
+def test_early_stopping_after_patience(toy, tmp_path: Path) -> None:
+    res = train(config_from_dict(toy_config(toy, tmp_path, epochs=6, patience=1)))
+    # dev EER is 0 after epoch 0 and cannot improve, so epoch 1 exhausts a patience of 1
+    assert (res.stopped_early, res.epochs_run, res.best_epoch) == (True, 2, 0)
+
+
+def test_leakage_guard_refuses_to_start_unless_allowed(toy, tmp_path: Path) -> None:
+    raw = toy_config(toy, tmp_path / "a", epochs=1)
+    raw["data"]["dev"] = raw["data"]["train"]
+    with pytest.raises(DataLeakageError, match=r"24 shared trial ids \(e\.g\. TOY_T_00000"):
+        train(config_from_dict(raw))
+    assert not (tmp_path / "a").exists()
+    raw["data"]["allow_overlap"] = True
+    assert train(config_from_dict(raw)).epochs_run == 1
+
+
+def test_cli_reports_config_and_leakage_errors(toy, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("train:\n  epohcs: 2\n")
+    assert main(["train", str(recipe)]) == 2
+    assert "r.yaml:2: train.epohcs: unknown key; did you mean 'epochs'" in capsys.readouterr().err
+    assert main(["train", str(recipe), "--resume", str(tmp_path)]) == 2
+    assert "--resume reuses RUN_DIR/config.yaml" in capsys.readouterr().err
+    leaky = [
+        *_paths(toy)[:2],
+        f"data.dev.protocol={toy.protocols['train']}",
+        f"data.dev.audio_dir={toy.audio_dirs['train']}",
+        f"train.out_dir={tmp_path / 'r'}",
+        "train.epochs=1",
+    ]
+    args = ["train", str(CONFIGS / "tiny-cpu.yaml"), *(x for s in leaky for x in ("--set", s))]
+    assert main(args) == 2
+    assert "train and dev overlap" in capsys.readouterr().err
