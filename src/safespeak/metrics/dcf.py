@@ -188,10 +188,12 @@ def _xpoint(
     step = max(1, 4_000_000 // pmiss_cm.size)
     for start in range(0, rows.size, step):
         r = rows[start : start + step]
-        h = (pmiss_cm + keep * pmiss_asv[r, None]) - (
-            fa_non_w * pfa_non[r, None] + fa_spf_w * pfa_spf[r, None]
-        )
-        cm_idx[start : start + r.size] = np.argmin(np.abs(h), axis=1)  # (R,)
+        h = np.multiply(keep, pmiss_asv[r, None])  # (R, N) tandem miss, built in place
+        h += pmiss_cm
+        fa = np.multiply(fa_non_w, pfa_non[r, None])  # (R, N) tandem false alarm
+        fa += fa_spf_w * pfa_spf[r, None]
+        h -= fa
+        cm_idx[start : start + r.size] = np.argmin(np.abs(h, out=h), axis=1)  # (R,)
     with np.errstate(divide="ignore", invalid="ignore"):
         crit = np.abs(pfa_non[rows] / pfa_spf[rows] - pfa_cm[cm_idx] / (1 - pmiss_cm[cm_idx]))
     crit = np.where(np.isnan(crit), np.inf, crit)
