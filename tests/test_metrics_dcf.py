@@ -24,7 +24,7 @@ from safespeak.metrics import (
     min_tdcf_asvspoof5,
     t_eer,
 )
-from safespeak.metrics.dcf import a_dcf_with_threshold, min_dcf_with_threshold
+from safespeak.metrics.dcf import _asv_curves, _xpoint, a_dcf_with_threshold, min_dcf_with_threshold
 
 TOL = 1e-9
 
@@ -104,6 +104,9 @@ def test_track2_a_dcf_min_tdcf_t_eer() -> None:
     exact = t_eer(*asv, bona_cm, t2["spoof"]["cm"], accelerated=False)
     assert fast * 100 == pytest.approx(exp["t_eer_percent"], abs=TOL)
     assert exact * 100 == pytest.approx(exp["extra"]["t_eer_percent_exact_full_search"], abs=TOL)
+    pmiss_cm, pfa_cm, _ = compute_det_curve(bona_cm, t2["spoof"]["cm"])
+    point = _xpoint((pmiss_cm, pfa_cm), _asv_curves(*asv))
+    assert list(point) == exp["extra"]["t_eer_exact_full_search_index_asv_cm"]
 
 
 def _official_loop_teer(tar, non, spf, bona_cm, spoof_cm) -> float:

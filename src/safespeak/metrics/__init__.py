@@ -27,11 +27,13 @@ t-DCF (`safespeak.metrics.tdcf`)
 ASVspoof5 DCFs, Cllr, SASV (`safespeak.metrics.dcf`)
     DcfCostModel()                  # Pspoof .05, Cmiss 1, Cfa 10
     min_dcf(bonafide, spoof, costs=DcfCostModel()) -> float
+    min_dcf_with_threshold(bonafide, spoof, costs) -> (min_dcf, threshold)
     act_dcf(bonafide, spoof, costs=DcfCostModel()) -> float     # threshold -ln(beta), scores as LLRs
     cllr(bonafide, spoof) -> float                              # bits; inf beyond |score| ~ 710 (official)
     min_cllr(bonafide, spoof) -> float                          # bits; PAV (BOSARIS definition)
     ADcfCostModel()                 # Ptar .9405, Pnon .0095, Pspoof .05, Cmiss 1, Cfa_asv 10, Cfa_cm 10
     a_dcf(target, nontarget, spoof, costs=ADcfCostModel()) -> float   # from SASV scores
+    a_dcf_with_threshold(target, nontarget, spoof, costs) -> (a_dcf, threshold)
     t_eer(target_asv, nontarget_asv, spoof_asv, bonafide_cm, spoof_cm, *, accelerated=True) -> float
         # concurrent t-EER as a FRACTION (the official returns percent)
 
@@ -47,7 +49,18 @@ nontargets of the codec, spoofs of the attack and codec) with `asv_error_rates` 
 """
 
 from safespeak.metrics.ci import bootstrap_eer_ci, bootstrap_eers
-from safespeak.metrics.dcf import ADcfCostModel, DcfCostModel, a_dcf, act_dcf, cllr, min_cllr, min_dcf, t_eer
+from safespeak.metrics.dcf import (
+    ADcfCostModel,
+    DcfCostModel,
+    a_dcf,
+    a_dcf_with_threshold,
+    act_dcf,
+    cllr,
+    min_cllr,
+    min_dcf,
+    min_dcf_with_threshold,
+    t_eer,
+)
 from safespeak.metrics.eer import AsvErrorRates, asv_error_rates, compute_det_curve, compute_eer
 from safespeak.metrics.tdcf import (
     ASVSPOOF5_ASV_RATES,
@@ -70,6 +83,7 @@ __all__ = [
     "DcfCostModel",
     "LegacyCostModel",
     "a_dcf",
+    "a_dcf_with_threshold",
     "act_dcf",
     "asv_error_rates",
     "asvspoof5_asv_org_rates",
@@ -80,6 +94,7 @@ __all__ = [
     "compute_eer",
     "min_cllr",
     "min_dcf",
+    "min_dcf_with_threshold",
     "min_tdcf_2019",
     "min_tdcf_2021",
     "min_tdcf_asvspoof5",

@@ -15,7 +15,18 @@ from numpy.typing import ArrayLike, NDArray
 
 from safespeak.metrics.eer import as_scores, compute_det_curve
 
-__all__ = ["ADcfCostModel", "DcfCostModel", "a_dcf", "act_dcf", "cllr", "min_cllr", "min_dcf", "t_eer"]
+__all__ = [
+    "ADcfCostModel",
+    "DcfCostModel",
+    "a_dcf",
+    "a_dcf_with_threshold",
+    "act_dcf",
+    "cllr",
+    "min_cllr",
+    "min_dcf",
+    "min_dcf_with_threshold",
+    "t_eer",
+]
 
 
 @dataclass(frozen=True)
