@@ -208,3 +208,20 @@ def test_registry_builds_with_overrides_and_key_maps() -> None:
     for old, new in se_map:
         key = key.replace(old, new)
     assert key in rawformer_se().state_dict()
+
+
+@pytest.mark.parametrize("variant", sorted(FACTORIES))
+def test_training_step_reaches_every_parameter(variant: str) -> None:
+    torch.manual_seed(0)
+    model = FACTORIES[variant]().train()
+    x = model.preprocess(torch.randn(2, model.min_input_length))
+    label = torch.tensor([0, 1])  # spoof, bona fide
+    loss = F.cross_entropy(model.logits2(model(x)), label, weight=torch.tensor([0.1, 0.9]))
+    loss.backward()
+    assert torch.isfinite(loss)
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    # The pooling score's bias shifts every position equally, and softmax ignores a shift: it is the
+    # one parameter (kept for the reference's state dict) whose gradient is zero up to rounding.
+    assert grads.pop("classifier.seq_pooling.linear.bias").abs().max() < 1e-6
+    dead = [n for n, g in grads.items() if g is None or not g.abs().sum() > 0]
+    assert dead == []
