@@ -18,6 +18,12 @@ __all__ = ["band_edges", "filter_powers", "firwin_bandstop", "notch_cascade", "n
 FREQZ_POINTS = 512
 
 
+def _sinc(z: Tensor) -> Tensor:
+    # numpy's formula, sin(πz)/(πz); several times faster than torch.sinc for float64 on CPU.
+    y = math.pi * z
+    return torch.where(z == 0, torch.ones((), dtype=z.dtype, device=z.device), torch.sin(y) / y)
+
+
 def firwin_bandstop(numtaps: Tensor, f1: Tensor, f2: Tensor, fs: float, max_taps: int) -> Tensor:
     """Hamming-windowed sinc band-stop filters, equal to `firwin(c, [f1, f2], window="hamming", fs=fs)`.
 
@@ -31,7 +37,7 @@ def firwin_bandstop(numtaps: Tensor, f1: Tensor, f2: Tensor, fs: float, max_taps
     n = torch.arange(max_taps, device=dev, dtype=torch.float64)  # (K,)
     m = n - 0.5 * (c - 1)  # (..., K): centred tap index
     # Bands [0, f1] and [f2, 1] pass, in firwin's order of accumulation.
-    h = f1n * torch.sinc(f1n * m) + torch.sinc(m) - f2n * torch.sinc(f2n * m)
+    h = f1n * _sinc(f1n * m) + _sinc(m) - f2n * _sinc(f2n * m)
     # Symmetric Hamming window, computed as scipy's general_cosine does (cosine of -π … π).
     win = 0.54 + 0.46 * torch.cos(-math.pi + n * (2 * math.pi / (c - 1).clamp_min(1)))
     h = torch.where(n < c, h * win, torch.zeros((), dtype=h.dtype, device=dev))
@@ -68,12 +74,13 @@ def notch_cascade(
     taps = firwin_bandstop(numtaps, f1, f2, fs, max_taps)  # (..., nb, K)
     nb = taps.shape[-2]
     length = notch_cascade_length(nb, max_taps)
-    # Convolution of the bands = product of their spectra; a multiple of 1024 points also gives freqz's grid.
+    # Convolution of the bands = product of their spectra (no wrap-around: n_conv ≥ length).
+    n_conv = 1 << (length - 1).bit_length()
+    b = torch.fft.irfft(torch.fft.rfft(taps, n=n_conv).prod(dim=-2), n=n_conv)[..., :length]  # (..., L)
+    # freqz grid: bins k·step, k < 512, of an FFT whose size is a multiple of 1024.
     n_fft = 2 * FREQZ_POINTS * math.ceil(length / (2 * FREQZ_POINTS))
-    spec = torch.fft.rfft(taps, n=n_fft).prod(dim=-2)  # (..., n_fft/2 + 1)
-    b = torch.fft.irfft(spec, n=n_fft)[..., :length]
     step = n_fft // (2 * FREQZ_POINTS)
-    peak = spec[..., : step * FREQZ_POINTS : step].abs().amax(-1, keepdim=True)
+    peak = torch.fft.rfft(b, n=n_fft)[..., : step * FREQZ_POINTS : step].abs().amax(-1, keepdim=True)
     gain = torch.pow(10.0, gain_db.to(torch.float64) / 20).unsqueeze(-1)
     lengths = numtaps.to(device=b.device, dtype=torch.int64).sum(-1) - (nb - 1)
     # The FFT leaves ~1e-17 residue past each filter's end; clear it so the taps are exactly finite-length.
@@ -82,8 +89,9 @@ def notch_cascade(
 
 
 def _block_size(taps: int, n: int) -> int:
-    # Blocks ~16× the filter keep FFTs small and cache-friendly; no need to exceed one block per signal.
-    want = max(16 * taps, 1024)
+    # Blocks ~8× the filter keep FFTs small and cache-friendly (4096 for the defaults, faster per sample
+    # on CPU than 8192 or one long FFT); no need to exceed one block per signal.
+    want = max(8 * taps, 1024)
     cap = n + 2 * taps
     return 1 << (min(want, cap) - 1).bit_length()
 

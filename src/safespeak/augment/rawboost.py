@@ -94,7 +94,10 @@ class NotchDraw:
 
 @dataclass(frozen=True)
 class ISDDraw:
-    """Impulse positions (B, K), distinct per row, and factors f_r (B, K); f_r = 0 marks unused slots."""
+    """Impulse positions (B, K) and factors f_r (B, K); f_r = 0 marks unused slots.
+
+    Positions with f_r ≠ 0 must be distinct within a row; unused slots may repeat any position.
+    """
 
     positions: Tensor
     f_r: Tensor
@@ -147,15 +150,36 @@ def draw_isd(bsz: int, t: int, p: RawBoostParams, gen: Gen, dev: torch.device) -
     """Random ISD impulses: n = int(T·β/100) distinct positions with β ~ U(0, P), f_r = (2u−1)(2v−1)."""
     beta = _uniform((bsz,), 0.0, p.p, gen, dev)
     n = (t * (beta / 100)).floor().to(torch.int64)  # (B,)
-    k = max(min(t, int(t * p.p / 100) + 1), 1)  # static bound on n
+    k = min(t, int(t * p.p / 100) + 1)  # static bound on n
+    positions, keep = _distinct_positions(bsz, t, k, n, gen, dev)  # (B, M)
+    u = torch.rand((2, *positions.shape), generator=gen, dtype=torch.float64, device=_gen_device(gen, dev))
+    f_r = ((2 * u[0] - 1) * (2 * u[1] - 1)).to(dev)
+    return ISDDraw(positions=positions, f_r=torch.where(keep, f_r, 0.0))
+
+
+def _distinct_positions(
+    bsz: int, t: int, k: int, n: Tensor, gen: Gen, dev: torch.device
+) -> tuple[Tensor, Tensor]:
+    """Uniform random n-subsets of range(t) per row, as (positions (B, M), keep mask (B, M)).
+
+    The first n distinct values of i.i.d. uniform indices are a uniform n-subset (sampling without
+    replacement by rejection). Drawing ~1.25·k candidates and sorting those is far cheaper than a
+    permutation of all T samples; if a row is short of distinct values (only for P near 100 %), the
+    batch falls back to the n smallest of T random keys.
+    """
     gdev = _gen_device(gen, dev)
+    if k <= t // 4:
+        cand = torch.randint(t, (bsz, k + k // 4 + 32), generator=gen, device=gdev).to(dev)
+        srt, order = cand.sort(dim=1, stable=True)  # stable: the earliest draw of a value comes first
+        first = torch.ones_like(srt, dtype=torch.bool)
+        first[:, 1:] = srt[:, 1:] != srt[:, :-1]
+        first = torch.empty_like(first).scatter_(1, order, first)  # back to draw order
+        rank = first.cumsum(dim=1)
+        if bool((rank[:, -1] >= n).all()):
+            return cand, first & (rank <= n.unsqueeze(1))
     keys = torch.rand((bsz, t), generator=gen, device=gdev).to(dev)
-    # The n smallest of i.i.d. keys are a uniform n-subset; topk avoids a full permutation per row.
-    positions = keys.topk(k, dim=1, largest=False, sorted=True).indices  # (B, K)
-    u = torch.rand((2, bsz, k), generator=gen, dtype=torch.float64, device=gdev).to(dev)
-    f_r = (2 * u[0] - 1) * (2 * u[1] - 1)
-    f_r = torch.where(torch.arange(k, device=dev) < n.unsqueeze(1), f_r, 0.0)
-    return ISDDraw(positions=positions, f_r=f_r)
+    positions = keys.topk(max(k, 1), dim=1, largest=False, sorted=True).indices  # (B, K)
+    return positions, torch.arange(positions.shape[1], device=dev) < n.unsqueeze(1)
 
 
 def draw_ssi(bsz: int, t: int, p: RawBoostParams, gen: Gen, dev: torch.device) -> SSIDraw:
@@ -187,10 +211,12 @@ def lnl_apply(x: Tensor, d: NotchDraw, p: RawBoostParams) -> Tensor:
 
 
 def isd_apply(x: Tensor, d: ISDDraw, p: RawBoostParams) -> Tensor:
-    """ISD impulsive noise: x[pos] ← x[pos]·(1 + g_sd·f_r), then peak-normalised if the peak exceeds 1."""
-    xs = x.gather(1, d.positions)  # (B, K)
-    y = x.scatter(1, d.positions, xs + p.g_sd * xs * d.f_r.to(x.dtype))
-    return _peak_norm(y)
+    """ISD impulsive noise: x[pos] ← x[pos]·(1 + g_sd·f_r), then peak-normalised if the peak exceeds 1.
+
+    Positions may repeat where f_r = 0 (unused draws); the impulses are summed, so those add nothing.
+    """
+    gain = torch.zeros_like(x).scatter_add_(1, d.positions, p.g_sd * d.f_r.to(x.dtype))  # (B, T)
+    return _peak_norm(x + x * gain)
 
 
 def ssi_apply(x: Tensor, d: SSIDraw, p: RawBoostParams) -> Tensor:
