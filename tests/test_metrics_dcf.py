@@ -6,12 +6,10 @@ import csv
 import json
 import math
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import require_shared
 from safespeak.metrics import (
     a_dcf,
     act_dcf,
@@ -25,12 +23,7 @@ from safespeak.metrics import (
     t_eer,
 )
 from safespeak.metrics.dcf import _asv_curves, _xpoint, a_dcf_with_threshold, min_dcf_with_threshold
-
-TOL = 1e-9
-
-
-def _fixture(*parts: str) -> Path:
-    return require_shared("fixtures", "metrics", *parts)
+from test_metrics_eer import TOL, _fixture, _fixture_keys
 
 
 def _tsv(name: str) -> list[list[str]]:
@@ -142,18 +135,7 @@ def test_t_eer_vectorised_equals_a_plain_loop() -> None:
     assert 0 < expected < 0.5
 
 
-EDGE_CASES = [
-    "all_identical",
-    "large_magnitude_1e6",
-    "near_zero_step_1e-9",
-    "offset_1e6_step_1e-9",
-    "perfectly_separated",
-    "reversed_polarity",
-    "separated_touching",
-    "single_bonafide",
-    "single_spoof",
-    "tie_at_threshold_small",
-]
+EDGE_CASES = _fixture_keys("edge_cases", "cases")
 
 
 @pytest.mark.parametrize("case", EDGE_CASES)

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import require_shared
 from safespeak.metrics import (
     AsvErrorRates,
     CostModel,
@@ -23,12 +22,7 @@ from safespeak.metrics import (
     tdcf_2021_coefficients,
     tdcf_2021_curve,
 )
-
-TOL = 1e-9
-
-
-def _fixture(*parts: str) -> Path:
-    return require_shared("fixtures", "metrics", *parts)
+from test_metrics_eer import TOL, _fixture, _fixture_keys
 
 
 def _expected(case: str) -> dict:
@@ -155,7 +149,7 @@ def _cm_cell(track: str, subset: str, row_col: str, row: str, codec: str) -> tup
     return c["score"][base & (c["key"] == "bonafide")], c["score"][spoof]
 
 
-@pytest.mark.parametrize("subset", ["eval", "progress"])
+@pytest.mark.parametrize("subset", _fixture_keys("la2021", "stage1_evaluate_2021_LA"))
 def test_la2021_stage1(subset: str) -> None:
     exp = _expected("la2021")["stage1_evaluate_2021_LA"][subset]
     bona, spoof = _cm_cell("LA", subset, "attack", "Pooled", "Pooled")
@@ -171,7 +165,7 @@ def test_la2021_stage1(subset: str) -> None:
     assert min_tdcf_2021(-bona, -spoof, rates) == pytest.approx(exp["min_tdcf_negated_scores"], abs=TOL)
 
 
-@pytest.mark.parametrize("subset", ["eval", "progress", "hidden"])
+@pytest.mark.parametrize("subset", _fixture_keys("la2021", "eval_package_evaluation_API"))
 def test_la2021_eval_package_tables(subset: str) -> None:
     exp = _expected("la2021")["eval_package_evaluation_API"][subset]
     eer = np.full((len(exp["rows_attack"]), len(exp["cols_codec"])), np.nan)
@@ -192,7 +186,7 @@ def test_la2021_eval_package_tables(subset: str) -> None:
     np.testing.assert_allclose(tdcf[:, -1], list(exp["per_attack_pooled_codec_min_tdcf"].values()), atol=TOL)
 
 
-@pytest.mark.parametrize("subset", ["eval", "progress", "hidden"])
+@pytest.mark.parametrize("subset", _fixture_keys("la2021", "extras"))
 def test_la2021_extras(subset: str) -> None:
     exp = _expected("la2021")["extras"][subset]
     bona, spoof = _cm_cell("LA", subset, "attack", "Pooled", "Pooled")
@@ -211,7 +205,7 @@ def test_la2021_extras(subset: str) -> None:
         assert thresholds[int(np.argmin(curve))] == pytest.approx(exp["min_tdcf_threshold"], abs=TOL)
 
 
-@pytest.mark.parametrize("subset", ["eval", "progress", "hidden"])
+@pytest.mark.parametrize("subset", _fixture_keys("df2021", "eval_package_evaluation_API"))
 def test_df2021_eval_package_and_stage1(subset: str) -> None:
     full = _expected("df2021")
     exp = full["eval_package_evaluation_API"][subset]
