@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -122,3 +124,32 @@ def test_bad_checkpoints_raise_naming_the_file(tmp_path) -> None:
         PrunedWav2Vec2(encoder_num_layers=2, encoder_num_heads=[1, 1, 1])
     with pytest.raises(ValueError, match=r"expected a .B, T. waveform"):
         load_dphubert(require_shared(*REF, "dphubert_small.pth")).extract_features(torch.zeros(16000))
+
+
+def test_default_registry_build_is_the_sp075_backbone_with_a_768_dim_head() -> None:
+    from safespeak.models import build
+
+    # 23,585,946 backbone + the reference heads with 768 inputs (414,474 / 441,898, fixture README)
+    assert sum(p.numel() for p in build("ssl-aasist").parameters()) == 23_585_946 + 414_474
+    assert sum(p.numel() for p in build("ssl-semaa").parameters()) == 23_585_946 + 441_898
+
+
+def test_dphubert_countermeasure_matches_the_reference_and_restores_without_the_pth(tmp_path, ref_io) -> None:
+    from safespeak.checkpoint import load_checkpoint, save_checkpoint
+    from safespeak.models import build
+
+    pth = tmp_path / "DPHuBERT-small.pth"
+    shutil.copy(require_shared(*REF, "dphubert_small.pth"), pth)
+    model = build("ssl-semaa", backbone="dphubert", source=str(pth), aggregation="weighted-sum").eval()
+    x = torch.from_numpy(ref_io["x_var"])
+    with torch.no_grad():
+        model.aggregate.layer_logits.copy_(torch.tensor([-9.0, -9.0, -9.0, 9.0]))  # ~ last layer only
+        assert float((model.features(x) - torch.from_numpy(ref_io["layers_var"][-1])).abs().max()) < 1e-4
+        model.aggregate.layer_logits.copy_(torch.tensor([0.1, -0.4, 0.3, 0.2]))
+        logits = model(x)
+    save_checkpoint(tmp_path / "cm", model, arch="ssl-semaa", model_config=model.checkpoint_config())
+    pth.unlink()
+    restored, meta = load_checkpoint(tmp_path / "cm")
+    assert meta["model_config"]["backbone_config"]["encoder_num_heads"] == [2, 0, 3]
+    with torch.no_grad():
+        assert torch.allclose(restored(x), logits, atol=1e-5)

@@ -29,13 +29,21 @@ __all__ = [
 ]
 
 
-@register("ssl-aasist", description="SSL front-end (XLS-R/HuBERT/WavLM/DPHuBERT) + AASIST head")
+@register(
+    "ssl-aasist",
+    description="SSL front-end (HF XLS-R/HuBERT/WavLM, fairseq .pt, DPHuBERT) + AASIST head; "
+    "default: DPHuBERT-sp0.75 shape, random weights",
+)
 def ssl_aasist(**overrides: Any) -> SSLCountermeasure:
     """SSL backbone + SSL-AASIST head; see `build_ssl_model` for the overrides."""
     return build_ssl_model("aasist", **overrides)
 
 
-@register("ssl-semaa", description="SSL front-end (XLS-R/HuBERT/WavLM/DPHuBERT) + SEMAA head")
+@register(
+    "ssl-semaa",
+    description="SSL front-end (HF XLS-R/HuBERT/WavLM, fairseq .pt, DPHuBERT) + SEMAA head; "
+    "default: DPHuBERT-sp0.75 shape, random weights",
+)
 def ssl_semaa(**overrides: Any) -> SSLCountermeasure:
     """SSL backbone + SSL-SEMAA head; see `build_ssl_model` for the overrides."""
     return build_ssl_model("semaa", **overrides)
