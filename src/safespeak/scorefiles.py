@@ -114,6 +114,15 @@ def detect_score_format(path: str | os.PathLike[str]) -> str:
 
 def _read_columns(path: Path, ncols: int, layout: str) -> tuple[list[list[str]], list[float]]:
     """Whitespace rows of exactly `ncols` columns; the last column is the score."""
+    try:  # fast path for well-formed files; any problem re-reads line by line for a file:line error
+        rows = [r for r in (ln.split() for ln in path.read_text(encoding="utf-8").splitlines()) if r]
+        rows = [r for r in rows if not r[0].startswith("#")]
+        if all(len(r) == ncols for r in rows):
+            scores = list(map(float, (r[-1] for r in rows)))
+            if all(map(math.isfinite, scores)):
+                return rows, scores
+    except (ValueError, OSError):  # UnicodeDecodeError is a ValueError
+        pass
     rows, scores = [], []
     for n, line in _rows(path):
         parts = line.split()
@@ -202,6 +211,8 @@ def read_scores(path: str | os.PathLike[str], fmt: str = "auto") -> dict[str, fl
 
 
 def _check_unique(path: Path, ids: Sequence[str]) -> None:
+    if len(set(ids)) == len(ids):
+        return
     counts = Counter(ids)
     if len(counts) != len(ids):
         dups = [i for i, c in counts.items() if c > 1]
