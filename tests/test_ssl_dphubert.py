@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from conftest import require_shared
 from safespeak.models.ssl import DPHUBERT_SP075_CONFIG, PrunedWav2Vec2, build_dphubert, load_dphubert
@@ -66,11 +66,18 @@ def test_masked_lengths_and_outputs_match_the_reference(small, ref_io) -> None:
     assert float(hidden[0][2, 62:].abs().max()) == 0.0  # projected input zeroed past the length
 
 
-def test_safetensors_copy_holds_the_same_weights(small) -> None:
-    state = load_file(str(require_shared(*REF, "dphubert_small.safetensors")))
+def test_safetensors_copy_loads_with_its_metadata_config(small, tmp_path) -> None:
+    path = require_shared(*REF, "dphubert_small.safetensors")
+    state = load_file(str(path))
     own = small.state_dict()
     assert set(state) == set(own)
     assert all(torch.equal(state[k], own[k]) for k in state)
+    from_st = load_dphubert(path)
+    assert from_st.config == small.config and not from_st.training
+    bare = tmp_path / "bare.safetensors"
+    save_file(state, str(bare))
+    with pytest.raises(ValueError, match=r"bare\.safetensors: no 'config' in the safetensors metadata"):
+        load_dphubert(bare)
 
 
 def test_dropout_and_layer_drop_only_in_training(small, ref_io) -> None:

@@ -10,6 +10,7 @@ supported: final checkpoints have every `*_prune_*` flag set to False.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -375,7 +376,13 @@ def build_dphubert(config: dict[str, Any] | None = None) -> PrunedWav2Vec2:
 
 
 def read_dphubert(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """(config, state_dict) of a DPHuBERT `.pth` (`torch.load(weights_only=True)`, nothing unpickled)."""
+    """(config, state_dict) of a DPHuBERT checkpoint; nothing is unpickled.
+
+    `.pth`: the `save_final_ckpt.py` dict, read with `torch.load(weights_only=True)`.
+    `.safetensors`: the state dict, with the config as JSON in the header metadata key `config`.
+    """
+    if str(path).endswith(".safetensors"):
+        return _read_safetensors(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -385,6 +392,24 @@ def read_dphubert(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[st
             f"{path}: expected a dict with 'config' and 'state_dict' (DPHuBERT save_final_ckpt layout)"
         )
     return dict(ckpt["config"]), dict(ckpt["state_dict"])
+
+
+def _read_safetensors(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+        state = load_file(str(path))
+    except (OSError, SafetensorError) as exc:
+        raise ValueError(f"{path}: cannot read as safetensors ({exc})") from exc
+    if "config" not in meta:
+        raise ValueError(f"{path}: no 'config' in the safetensors metadata (the DPHuBERT config JSON)")
+    try:
+        return dict(json.loads(meta["config"])), state
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: metadata 'config' is not valid JSON ({exc})") from exc
 
 
 def load_dphubert(path: str | os.PathLike[str]) -> PrunedWav2Vec2:
