@@ -3,8 +3,9 @@
 `write_toy_dataset` is the library's generator (re-exported). `toy-cnn` is registered on import: a
 two-conv model without BatchNorm, so a DDP run's averaged gradients equal one process's large batch;
 `delay` (seconds slept per training forward) widens the window in which kill-and-resume tests act.
-Run as a script (`python tests/toydata.py train ...`) it registers the model and calls the CLI, which
-is how subprocess / torchrun tests train it.
+Run as a script (`python tests/toydata.py train ...`) it registers the model and runs the train command,
+which is how subprocess / torchrun tests train it; with `TOY_TRACE_DIR` set, each process logs the training
+items it loads (to check DDP sharding).
 """
 
 from __future__ import annotations
@@ -81,8 +82,36 @@ def toy_config(data: ToyDataset, out_dir: str | Path, **train: Any) -> dict[str,
     }
 
 
-if __name__ == "__main__":
-    torch.set_num_threads(1)
-    from safespeak.cli import main
+def _trace_train_items(out_dir: str) -> None:
+    """Append `epoch index` of every training item this process loads to `out_dir/rank<RANK>.txt`."""
+    import os
 
-    raise SystemExit(main(sys.argv[1:]))
+    from safespeak.data import TrialDataset
+
+    original = TrialDataset.__getitem__
+    path = Path(out_dir) / f"rank{os.environ.get('RANK', '0')}.txt"
+
+    def traced(self: TrialDataset, i: int) -> dict[str, Any]:
+        if self.train:
+            with open(path, "a") as fh:
+                fh.write(f"{self.epoch} {i}\n")
+        return original(self, i)
+
+    TrialDataset.__getitem__ = traced  # type: ignore[method-assign]
+
+
+if __name__ == "__main__":
+    import os
+
+    torch.set_num_threads(1)
+    if os.environ.get("TOY_TRACE_DIR"):
+        _trace_train_items(os.environ["TOY_TRACE_DIR"])
+    import argparse
+
+    from safespeak.train import register_cli
+
+    # only the train command: importing every CLI module would add seconds to each subprocess test
+    parser = argparse.ArgumentParser(prog="toydata")
+    register_cli(parser.add_subparsers(required=True))
+    args = parser.parse_args(sys.argv[1:])
+    raise SystemExit(args.func(args))
