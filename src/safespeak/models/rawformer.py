@@ -404,8 +404,18 @@ class Rawformer(CountermeasureModel):
         return torch.cat([torch.zeros_like(out), -out], dim=1)
 
 
-# The released hackathon checkpoint was saved from DistributedDataParallel and an older SE-layer name.
+# The released hackathon checkpoint was saved from DistributedDataParallel (`module.` prefix) and with an
+# older SE-layer name (`se_fc`). The registry applies the first matching *prefix*, so the SE rename is
+# spelled out per block, with and without the DDP prefix, before the bare prefix strip.
 _DDP_KEYS: tuple[tuple[str, str], ...] = (("module.", ""),)
+_SE_KEYS: tuple[tuple[str, str], ...] = (
+    *(
+        (f"{ddp}front_end.conv_blocks.{i}.se_fc.", f"front_end.conv_blocks.{i}.se_module.fc.")
+        for ddp in ("module.", "")
+        for i in (1, 2, 3)
+    ),
+    *_DDP_KEYS,
+)
 
 
 def _build(defaults: dict[str, Any], overrides: dict[str, Any]) -> Rawformer:
@@ -435,7 +445,7 @@ def rawformer_l(**overrides: Any) -> Rawformer:
 @register(
     "rawformer-se",
     description="SE-Rawformer: sinc + Res2Net-SE conv blocks + 2 transformer encoders (FFN 660)",
-    reference_key_map=(*_DDP_KEYS, ("se_fc", "se_module.fc")),
+    reference_key_map=_SE_KEYS,
 )
 def rawformer_se(**overrides: Any) -> Rawformer:
     """SE-Rawformer (371,476 parameters); the architecture of the released hackathon checkpoint."""
