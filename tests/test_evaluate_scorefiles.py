@@ -199,3 +199,12 @@ def test_bad_asv_arguments_and_cli_error_message(tmp_path: Path, capsys: pytest.
             "--protocol-format", "asvspoof2019-la"]  # fmt: skip
     assert main(argv) == 1
     assert "error:" in (err := capsys.readouterr().err) and "bad.txt:1: score 'zero' is not a number" in err
+
+
+def test_shipped_example_gives_the_documented_numbers() -> None:
+    d = Path(__file__).resolve().parents[1] / "examples" / "evaluate"
+    r = evaluate(d / "scores.csv", d / "protocol.csv", "csv")
+    assert (r["n_bonafide"], r["n_spoof"]) == (8, 12)
+    assert (r["eer"], r["eer_threshold"]) == (pytest.approx(0.25), pytest.approx(1.6775))
+    assert r["per_attack"] == {"tts_a": 0.0, "vc_b": pytest.approx(7 / 24)}
+    assert r["per_condition"] == {"codec": {"none": 0.0, "opus": pytest.approx(2 / 7)}}
