@@ -18,9 +18,11 @@ def _scores(seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
 def test_replicates_equal_compute_eer_on_resampled_scores() -> None:
     bona, spoof = _scores()
     eers = bootstrap_eers(bona, spoof, n_boot=60, seed=3)
-    rng = np.random.default_rng(3)
-    idx_b, idx_s = rng.integers(0, bona.size, (60, bona.size)), rng.integers(0, spoof.size, (60, spoof.size))
-    expected = [compute_eer(bona[idx_b[r]], spoof[idx_s[r]])[0] for r in range(60)]
+    rng, expected = np.random.default_rng(3), []
+    for _ in range(60):
+        idx_b = rng.integers(0, bona.size, bona.size)
+        idx_s = rng.integers(0, spoof.size, spoof.size)
+        expected.append(compute_eer(bona[idx_b], spoof[idx_s])[0])
     np.testing.assert_allclose(eers, expected, rtol=0, atol=1e-15)
 
 
@@ -34,18 +36,14 @@ def test_interval_brackets_the_eer_and_is_reproducible() -> None:
     assert low <= narrower[0] <= narrower[1] <= high
 
 
-def test_chunked_draws_follow_the_documented_order(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_results_do_not_depend_on_chunking(monkeypatch: pytest.MonkeyPatch) -> None:
     import safespeak.metrics.ci as ci
 
     bona, spoof = _scores(4)
+    whole = ci.bootstrap_eers(bona, spoof, n_boot=10, seed=0)
     monkeypatch.setattr(ci, "_CHUNK_ELEMENTS", 2 * (bona.size + spoof.size) * 3)  # 3 replicates a chunk
-    eers = ci.bootstrap_eers(bona, spoof, n_boot=10, seed=0)
-    rng, expected = np.random.default_rng(0), []
-    for size in (3, 3, 3, 1):
-        idx_b = rng.integers(0, bona.size, (size, bona.size))
-        idx_s = rng.integers(0, spoof.size, (size, spoof.size))
-        expected += [compute_eer(bona[idx_b[r]], spoof[idx_s[r]])[0] for r in range(size)]
-    np.testing.assert_allclose(eers, expected, rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(ci.bootstrap_eers(bona, spoof, n_boot=10, seed=0), whole)
+    assert np.unique(whole).size > 1
 
 
 def test_bad_arguments_raise() -> None:

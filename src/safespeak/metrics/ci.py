@@ -16,8 +16,9 @@ from safespeak.metrics.eer import as_scores, merge_sorted
 
 __all__ = ["bootstrap_eer_ci", "bootstrap_eers"]
 
-# Elements of the (replicates, trials) count matrices held at once.
-_CHUNK_ELEMENTS = 8_000_000
+# Twice the (replicates x trials) elements of one chunk; a few int64 matrices of half that size are
+# alive at once (about 100 MB at this setting).
+_CHUNK_ELEMENTS = 4_000_000
 
 
 def _replicate_eers(
@@ -51,9 +52,10 @@ def bootstrap_eers(
 ) -> NDArray[np.float64]:
     """(n_boot,) EERs of stratified bootstrap replicates.
 
-    Replicate r uses bona fide indices ``rng.integers(0, Nb, Nb)`` and spoof indices
-    ``rng.integers(0, Ns, Ns)``, drawn chunk by chunk as ``(R, Nb)`` then ``(R, Ns)`` arrays from
-    ``numpy.random.default_rng(seed)``; each EER equals `compute_eer` on the resampled scores.
+    Replicate r draws bona fide indices ``rng.integers(0, Nb, Nb)`` then spoof indices
+    ``rng.integers(0, Ns, Ns)`` from one ``numpy.random.default_rng(seed)``, replicate after replicate
+    (so results do not depend on the memory chunking); each EER equals `compute_eer` on the resampled
+    scores.
     """
     bona = as_scores(bonafide, "bona fide")
     spf = as_scores(spoof, "spoof")
@@ -73,9 +75,11 @@ def bootstrap_eers(
     out = np.empty(n_boot, dtype=np.float64)
     for start in range(0, n_boot, chunk):
         r = min(chunk, n_boot - start)
-        draw_b = rng.integers(0, n_b, size=(r, n_b))
-        draw_s = rng.integers(0, n_s, size=(r, n_s))
-        flat = np.concatenate((col_b[draw_b], col_s[draw_s]), axis=1) + (np.arange(r) * n)[:, None]
+        flat = np.empty((r, n), dtype=np.intp)  # (R, N) merged column of every drawn trial
+        for i in range(r):
+            flat[i, :n_b] = col_b[rng.integers(0, n_b, size=n_b)]
+            flat[i, n_b:] = col_s[rng.integers(0, n_s, size=n_s)]
+        flat += (np.arange(r) * n)[:, None]
         counts = np.bincount(flat.ravel(), minlength=r * n).reshape(r, n)  # (R, N)
         out[start : start + r] = _replicate_eers(counts, is_bona, n_b, n_s)
     return out
