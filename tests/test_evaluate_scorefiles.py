@@ -193,6 +193,12 @@ def test_bad_asv_arguments_and_cli_error_message(tmp_path: Path, capsys: pytest.
                  asv_scores=d / "asv_scores.txt", asv_protocol=d / "asv_scores.txt")  # fmt: skip
     with pytest.raises(ValueError, match="needs both --asv-scores"):
         evaluate(d / "x", d / "y", "asvspoof2021-la", asv_scores=d / "asv_scores.txt")
+    ids = tmp_path / "ids.txt"
+    ids.write_text("LA_E_1\nLA_E_2\n")
+    scores = tmp_path / "s.txt"
+    scores.write_text("LA_E_1 0.5\nLA_E_2 0.1\n")
+    with pytest.raises(ValueError, match="the protocol has no keys"):
+        evaluate(scores, ids, "trial-list")
     bad = tmp_path / "bad.txt"
     bad.write_text("LA_E_1 zero\n")
     argv = ["evaluate", "--scores", str(bad), "--protocol", str(d / "cm_protocol.txt"),

@@ -170,6 +170,18 @@ def test_in_the_wild_csv_and_folder(tmp_path: Path) -> None:
     assert trials["bonafide/b"].label == 1
 
 
+def test_2021_trial_list_has_ids_but_no_keys(tmp_path: Path) -> None:
+    path = require_shared("fixtures", "protocols", "ASVspoof2021.LA.cm.eval.trl.txt")
+    trials = read_protocol(path, "trial-list", audio_dir="/la21/flac")
+    assert len(trials) == 181_566
+    assert {t.label for t in trials} == {None}
+    assert trials[0].path == str(Path("/la21/flac") / f"{trials[0].trial_id}.flac")
+    bad = tmp_path / "trl.txt"
+    bad.write_text("LA_E_1\nLA_E_2 0.5\n")
+    with pytest.raises(ProtocolError, match=r"trl\.txt:2: expected 1 columns"):
+        read_protocol(bad, "trial-list")
+
+
 def test_unknown_format_and_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ProtocolError, match="unknown protocol format 'la2019'"):
         read_protocol(tmp_path, "la2019")

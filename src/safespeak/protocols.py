@@ -13,6 +13,7 @@ Formats are always explicit (`--protocol-format`), never guessed from a path:
 | `in-the-wild` | `meta.csv` with header `file,speaker,label`, label `bona-fide`/`spoof` | file stem |
 | `csv` | header `path,label[,attack][,id][,speaker]...`, label bonafide/spoof or 1/0 | `id`, else path |
 | `folder` | a directory: `bonafide/**`, `spoof/<attack>/**` audio files | relative path without suffix |
+| `trial-list` | one trial id per line, no keys (`ASVspoof2021.LA.cm.eval.trl.txt`): scoring only | the line |
 
 The ASVspoof5 release protocol has 10 columns, no header:
 `SPK FILE GENDER CODEC CODEC_Q CODEC_SEED ATTACK_TAG ATTACK_LABEL KEY -`; `asvspoof5` tells it from the
@@ -310,6 +311,18 @@ def _read_folder(path: Path, subset: str, audio_dir: Path | None, ext: str) -> l
     return trials
 
 
+def _read_trial_list(path: Path, subset: str, audio_dir: Path | None, ext: str) -> list[Trial]:
+    """Bare trial ids (the 2021 `*.cm.eval.trl.txt` lists): label None, so usable for scoring only."""
+    _no_subset(path, subset, "trial-list")
+    trials = []
+    for n, parts in _lines(path):
+        if len(parts) != 1:
+            _columns(path, n, parts, 1, "one trial id per line")
+        wav = audio_path(parts[0], audio_dir, ext) if audio_dir is not None else None
+        trials.append(Trial(parts[0], None, path=wav))
+    return trials
+
+
 _Reader = Callable[[Path, str, "Path | None", str], list[Trial]]
 _READERS: dict[str, _Reader] = {
     "asvspoof2019-la": _read_2019,
@@ -322,6 +335,7 @@ _READERS: dict[str, _Reader] = {
     "in-the-wild": _read_in_the_wild,
     "csv": _read_csv,
     "folder": _read_folder,
+    "trial-list": _read_trial_list,
 }
 FORMATS = tuple(_READERS)
 
