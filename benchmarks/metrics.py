@@ -3,7 +3,9 @@
 Baseline, measured in the same run: the textbook construction the official code uses (stable
 ``argsort(kind="mergesort")`` of the concatenated scores, cumulative sums over the sorted labels, then
 argmin / min over all DET points). Ours sorts each class on its own (values only) and merges them with
-``searchsorted``. Both must give the same numbers; the script checks that before timing.
+``searchsorted``. Both must give the same numbers; the script checks that before timing. The last
+row times the stratified bootstrap (`bootstrap_eers`, counts over one sort) against resampling + the
+textbook EER per replicate, with the same random draws.
 
 Run: ``.venv/bin/python benchmarks/metrics.py [--repeats 5]``
 """
@@ -17,7 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from safespeak.metrics import AsvErrorRates, LegacyCostModel, asv_error_rates, compute_eer, min_tdcf_2019
+from safespeak.metrics import (
+    AsvErrorRates,
+    LegacyCostModel,
+    asv_error_rates,
+    bootstrap_eers,
+    compute_eer,
+    min_tdcf_2019,
+)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "metrics"
 
@@ -64,6 +73,17 @@ def baseline_min_tdcf(bona: np.ndarray, spoof: np.ndarray, asv: AsvErrorRates) -
     return float(((c1 * frr + c2 * far) / min(c1, c2)).min())
 
 
+def baseline_bootstrap(bona: np.ndarray, spoof: np.ndarray, n_boot: int, seed: int = 0) -> np.ndarray:
+    """Resample each class, then the textbook EER, replicate by replicate (same draws as ours)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_boot):
+        idx_b = rng.integers(0, bona.size, bona.size)
+        idx_s = rng.integers(0, spoof.size, spoof.size)
+        out.append(baseline_eer(bona[idx_b], spoof[idx_s]))
+    return np.array(out)
+
+
 def median_time(fn: Callable[[], object], repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -76,6 +96,7 @@ def median_time(fn: Callable[[], object], repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Time EER and legacy min t-DCF: ours vs textbook sort.")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per row (median reported)")
+    parser.add_argument("--boot", type=int, default=10, help="bootstrap replicates in the CI row (one run)")
     args = parser.parse_args()
     bona, spoof = big_case()
     asv, source = asv_rates()
@@ -100,6 +121,15 @@ def main() -> None:
         total_ours, total_base = total_ours + t_ours, total_base + t_base
         print(f"| {name} | {t_ours:.4f} | {t_base:.4f} | {t_base / t_ours:.2f}x |")
     print(f"| EER + min t-DCF | {total_ours:.4f} | {total_base:.4f} | {total_base / total_ours:.2f}x |")
+    start = time.perf_counter()
+    boot_ours = bootstrap_eers(bona, spoof, n_boot=args.boot)
+    t_ours = time.perf_counter() - start
+    start = time.perf_counter()
+    boot_base = baseline_bootstrap(bona, spoof, args.boot)
+    t_base = time.perf_counter() - start
+    assert np.array_equal(boot_ours, boot_base), "bootstrap replicates differ from the baseline"
+    row = f"bootstrap EER, {args.boot} replicates (1 run)"
+    print(f"| {row} | {t_ours:.4f} | {t_base:.4f} | {t_base / t_ours:.2f}x |")
 
 
 if __name__ == "__main__":
