@@ -15,7 +15,7 @@ from safespeak.cli import main
 from safespeak.config import config_from_dict, load_config
 from safespeak.data import DataLeakageError, load_split, trials_fingerprint
 from safespeak.train import STATE_FILE, lr_factor, train
-from toydata import toy_config, write_toy_dataset
+from toydata import ToySSL, toy_config, write_toy_dataset
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -119,3 +119,20 @@ def test_cli_reports_config_and_leakage_errors(toy, tmp_path: Path, capsys: pyte
     args = ["train", str(CONFIGS / "tiny-cpu.yaml"), *(x for s in leaky for x in ("--set", s))]
     assert main(args) == 2
     assert "train and dev overlap" in capsys.readouterr().err
+
+
+def test_ssl_param_group_gets_its_own_lr(toy, tmp_path: Path) -> None:
+    res = train(
+        config_from_dict({**toy_config(toy, tmp_path, epochs=1, ssl_lr=0.0), "model": {"arch": "toy-ssl"}})
+    )
+    state = torch.load(tmp_path / STATE_FILE, weights_only=True)
+    assert [g["initial_lr"] for g in state["optimizer"]["param_groups"]] == [3e-3, 0.0]
+    torch.manual_seed(3)  # the trainer seeds with train.seed before building the model
+    fresh = ToySSL().state_dict()
+    torch.testing.assert_close(state["model"]["conv1.weight"], fresh["conv1.weight"], rtol=0, atol=0)
+    assert not torch.equal(state["model"]["fc.weight"], fresh["fc.weight"]) and res.epochs_run == 1
+
+
+def test_bf16_autocast_and_grad_clip_train(toy, tmp_path: Path) -> None:
+    res = train(config_from_dict(toy_config(toy, tmp_path, epochs=1, precision="bf16", grad_clip=0.5)))
+    assert math.isfinite(res.history[0]["train_loss"]) and 0.0 <= res.history[0]["dev_eer"] <= 1.0

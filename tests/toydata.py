@@ -23,7 +23,7 @@ from safespeak.data import ToyDataset, write_toy_dataset
 from safespeak.models.base import CountermeasureModel
 from safespeak.models.registry import _REGISTRY, register
 
-__all__ = ["ToyCNN", "ToyDataset", "toy_config", "write_toy_dataset"]
+__all__ = ["ToyCNN", "ToyDataset", "ToySSL", "toy_config", "write_toy_dataset"]
 
 
 class ToyCNN(CountermeasureModel):
@@ -47,8 +47,18 @@ class ToyCNN(CountermeasureModel):
         return self.fc(self.drop(torch.cat([h.mean(-1), h.amax(-1)], dim=1)))  # (B, 2)
 
 
+class ToySSL(ToyCNN):
+    """`ToyCNN` whose first conv plays an SSL backbone: `param_groups` puts it at `ssl_lr`."""
+
+    def param_groups(self, lr: float, ssl_lr: float | None = None) -> list[dict[str, Any]]:
+        rest = [p for n, p in self.named_parameters() if not n.startswith("conv1.")]
+        ssl = list(self.conv1.parameters())
+        return [{"params": rest, "lr": lr}, {"params": ssl, "lr": lr if ssl_lr is None else ssl_lr}]
+
+
 if "toy-cnn" not in _REGISTRY:
     register("toy-cnn", description="tiny BatchNorm-free CNN for tests")(ToyCNN)
+    register("toy-ssl", description="toy CNN with an SSL-like parameter group")(ToySSL)
 
 
 def toy_config(data: ToyDataset, out_dir: str | Path, **train: Any) -> dict[str, Any]:
