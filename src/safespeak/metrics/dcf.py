@@ -104,7 +104,10 @@ def min_cllr(bonafide: ArrayLike, spoof: ArrayLike) -> float:
     of each block, and the empirical prior log-odds are removed to get LLRs. Always ``<= cllr`` of any
     monotone transform of the scores; 0 for separated classes, 1 for uninformative scores.
     """
-    from scipy.optimize import isotonic_regression  # scipy >= 1.12
+    try:
+        from scipy.optimize import isotonic_regression
+    except ImportError as err:  # added in scipy 1.12
+        raise ImportError("min_cllr needs scipy >= 1.12 (scipy.optimize.isotonic_regression)") from err
 
     bona = as_scores(bonafide, "bona fide")
     spf = as_scores(spoof, "spoof")
