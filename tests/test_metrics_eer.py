@@ -131,8 +131,11 @@ def test_big_case_regenerated_and_official_eer() -> None:
     spoof = (-1.0 + 2.0 * rng.standard_normal(gen["n_spoof"])).astype(np.float32).astype(np.float64)
     assert hashlib.sha256(bona.astype("<f8").tobytes()).hexdigest() == gen["sha256_bona_float64_le"]
     assert hashlib.sha256(spoof.astype("<f8").tobytes()).hexdigest() == gen["sha256_spoof_float64_le"]
+    assert np.unique(np.concatenate((bona, spoof))).size == gen["n_distinct_values"]
+    assert np.intersect1d(bona, spoof).size == gen["distinct_values_shared_by_bonafide_and_spoof"]
     eer, thr = compute_eer(bona, spoof)
     assert eer == pytest.approx(exp["eer_fraction"], abs=TOL)
+    assert eer * 100 == pytest.approx(exp["eer_percent"], abs=TOL)
     assert thr == pytest.approx(exp["eer_threshold"], abs=TOL)
     frr, far, _ = compute_det_curve(bona, spoof)
     i = exp["eer_det_index"]

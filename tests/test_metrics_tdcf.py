@@ -248,6 +248,20 @@ def test_df2021_eval_package_and_stage1(subset: str) -> None:
         np.testing.assert_allclose(got, float(value), rtol=0, atol=TOL, err_msg=source)
 
 
+@pytest.mark.parametrize("case", _fixture_keys("edge_cases", "cases"))
+def test_edge_cases_tdcf_refuses_what_the_2021_code_refuses(case: str) -> None:
+    exp = json.loads((_fixture("edge_cases") / "expected.json").read_text())["cases"][case]
+    rows = _columns(_fixture("edge_cases", exp["file"]))
+    bona = np.array([float(s) for k, s in rows if k == "bonafide"])
+    spoof = np.array([float(s) for k, s in rows if k == "spoof"])
+    rates = AsvErrorRates(pfa=0.01, pmiss=0.01, pmiss_spoof=0.3, pfa_spoof=0.7)
+    if exp["extra_2021_compute_tDCF_behaviour"].startswith("SystemExit"):  # the official exits
+        with pytest.raises(ValueError, match="distinct"):
+            min_tdcf_2021(bona, spoof, rates)
+    else:
+        assert 0 <= min_tdcf_2021(bona, spoof, rates) <= 1
+
+
 # ---------------------------------------------------------------- behaviour without fixtures
 
 
