@@ -181,7 +181,7 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_fuse(args: argparse.Namespace) -> int:
-    from safespeak.evaluate import read_scores
+    from safespeak.scorefiles import read_scores
     from safespeak.score import write_scores_csv
 
     sets = [read_scores(p) for p in args.scores]
@@ -205,7 +205,7 @@ def _cmd_fuse(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from safespeak.evaluate import read_scores
+    from safespeak.scorefiles import read_scores
 
     s, y = _labelled(
         read_scores(args.scores), _labels(args.protocol, args.protocol_format, args.subset), args.scores

@@ -1,0 +1,239 @@
+"""`safespeak demo`: offline corpus -> train a compact CM -> full-length scoring -> evaluation -> report.
+
+Everything runs on the CPU from packages that install offline. The report folder holds `report.html`,
+the PNG plots, `metrics.json` (EERs as fractions, pooled and per attack) and the score CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["DEMO_RECIPE", "run_demo"]
+
+DEMO_RECIPE = "demo-cpu.yaml"
+FORMAT = "asvspoof2019-la"
+
+
+def _recipe_path() -> Path:
+    return Path(str(resources.files("safespeak") / "data" / DEMO_RECIPE))
+
+
+def _attack_split(protocol: Path) -> dict[str, str]:
+    from safespeak.protocols import read_protocol
+
+    return {t.trial_id: t.attack for t in read_protocol(protocol, FORMAT)}
+
+
+def _unseen_eer(result_ids: dict[str, float], eval_attacks: dict[str, str], seen: set[str]) -> float | None:
+    """EER of all bona fide trials vs the spoofs of attacks never seen in training (pooled)."""
+    from safespeak.metrics import compute_eer
+
+    bona = np.array([s for i, s in result_ids.items() if eval_attacks[i] == "-"])
+    spoof = np.array([s for i, s in result_ids.items() if eval_attacks[i] not in seen | {"-"}])
+    if bona.size == 0 or spoof.size == 0:
+        return None
+    return float(compute_eer(bona, spoof)[0])
+
+
+def run_demo(
+    out_dir: str | Path = "demo_out",
+    *,
+    corpus_dir: str | Path | None = None,
+    corpus_size: Any = "mini",
+    seed: int = 0,
+    minutes: float | None = None,
+    overrides: tuple[str, ...] = (),
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the whole demo; returns the metrics written to `out_dir/metrics.json`.
+
+    `minutes` caps the training time (the trainer stops after the step that crosses it);
+    `corpus_size` is "mini", "full" or a `safespeak.corpus.build.SizeSpec` (tests use a micro one).
+    """
+    from safespeak.config import load_config
+    from safespeak.corpus.build import build_corpus
+    from safespeak.corpus.sources import cache_dir
+    from safespeak.train import train
+
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    size_name = corpus_size if isinstance(corpus_size, str) else corpus_size.name
+    root = Path(corpus_dir) if corpus_dir else cache_dir() / f"corpus-{size_name}-seed{seed}"
+    _log(progress, f"[1/4] corpus ({size_name}) under {root}")
+    corpus = build_corpus(root, size=corpus_size, seed=seed, progress=progress)
+    t_corpus = time.perf_counter() - t0
+
+    (tr_p, tr_a), (dv_p, dv_a), (ev_p, ev_a) = (corpus.split(s) for s in ("train", "dev", "eval"))
+    data_sets = [
+        f"data.train.protocol={tr_p}",
+        f"data.train.audio_dir={tr_a}",
+        f"data.train.format={FORMAT}",
+        f"data.dev.protocol={dv_p}",
+        f"data.dev.audio_dir={dv_a}",
+        f"data.dev.format={FORMAT}",
+        f"train.out_dir={out / 'run'}",
+        f"train.seed={seed}",
+        f"train.progress={str(progress).lower()}",
+    ]
+    if minutes is not None:
+        data_sets.append(f"train.max_minutes={minutes}")
+    cfg = load_config(_recipe_path(), [*data_sets, *overrides])
+    _log(progress, f"[2/4] training {cfg.model.arch} for up to {cfg.train.epochs} epochs")
+    t1 = time.perf_counter()
+    result = train(cfg)
+    t_train = time.perf_counter() - t1
+
+    _log(progress, "[3/4] scoring the eval split (full length)")
+    t2 = time.perf_counter()
+    scores, card = _score_eval(result.run_dir / "model", ev_p, ev_a, out, cfg, progress)
+    t_score = time.perf_counter() - t2
+
+    _log(progress, "[4/4] evaluating and writing the report")
+    metrics = _evaluate_and_report(out, scores, ev_p, tr_p, result, cfg, corpus)
+    metrics["timing_seconds"] = {
+        "corpus": round(t_corpus, 1),
+        "train": round(t_train, 1),
+        "score": round(t_score, 1),
+        "total": round(time.perf_counter() - t0, 1),
+    }
+    metrics["corpus_reused"] = corpus.reused
+    metrics["n_failed_files"] = card["n_failed"]
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    _log(progress, _summary(metrics, out))
+    return metrics
+
+
+def _score_eval(ckpt: Path, protocol: Path, audio_dir: Path, out: Path, cfg: Any, progress: bool):
+    from safespeak.checkpoint import load_checkpoint
+    from safespeak.score import ScoreOptions, collect_inputs, evaluation_card, score_items, write_scores_csv
+
+    model, meta = load_checkpoint(ckpt)
+    opts = ScoreOptions(crop="full", window=cfg.data.crop_samples, batch_size=cfg.data.dev_batch_size)
+    items = collect_inputs(protocol, protocol_format=FORMAT, audio_dir=audio_dir)
+    res = score_items(model, items, opts, progress=progress)
+    if res.errors:
+        raise RuntimeError(f"{len(res.errors)} eval files could not be scored, e.g. {res.errors[:3]}")
+    write_scores_csv(out / "scores.csv", res.scores)
+    card = evaluation_card(
+        ckpt,
+        meta,
+        opts,
+        opts.window or 0,
+        res,
+        source=str(protocol),
+        protocol_format=FORMAT,
+        subset="all",
+        n_inputs=len(items),
+    )
+    (out / "scores.card.json").write_text(json.dumps(card, indent=2) + "\n")
+    return res.scores, card
+
+
+def _evaluate_and_report(
+    out: Path,
+    scores: dict[str, float],
+    eval_protocol: Path,
+    train_protocol: Path,
+    result: Any,
+    cfg: Any,
+    corpus: Any,
+) -> dict[str, Any]:
+    from safespeak import report
+    from safespeak.evaluate import evaluate
+
+    ev = evaluate(out / "scores.csv", eval_protocol, FORMAT)
+    eval_attacks = _attack_split(eval_protocol)
+    seen = set(_attack_split(train_protocol).values()) - {"-"}
+    bona = np.array([s for i, s in scores.items() if eval_attacks[i] == "-"])
+    spoof = np.array([s for i, s in scores.items() if eval_attacks[i] != "-"])
+    metrics = {
+        "eer": ev["eer"],
+        "eer_threshold": ev["eer_threshold"],
+        "eer_unseen_attacks": _unseen_eer(scores, eval_attacks, seen),
+        "per_attack": ev["per_attack"],
+        "seen_attacks": sorted(seen),
+        "unseen_attacks": sorted(set(eval_attacks.values()) - seen - {"-"}),
+        "n_bonafide": ev["n_bonafide"],
+        "n_spoof": ev["n_spoof"],
+        "arch": cfg.model.arch,
+        "crop_samples": cfg.data.crop_samples,
+        "best_epoch": result.best_epoch,
+        "best_dev_eer": result.best_dev_eer,
+        "epochs_run": result.epochs_run,
+    }
+    images = {
+        "DET curve (eval, pooled)": report.plot_det(bona, spoof, out / "det.png"),
+        "Score histograms per class": report.plot_histograms(
+            bona, spoof, out / "scores_hist.png", threshold=ev["eer_threshold"]
+        ),
+        "EER per attack": report.plot_per_attack(
+            ev["per_attack"], out / "per_attack_eer.png", seen=sorted(seen)
+        ),
+    }
+    if result.history:
+        images["Training curves"] = report.plot_training(result.history, out / "training.png")
+    attacks = "".join(
+        f"<tr><td>{a}</td><td>{d.get('system', '')}</td><td>{', '.join(d.get('splits', []))}</td></tr>"
+        for a, d in sorted(corpus.attacks.items())
+    )
+    sections = {
+        "Attacks in the corpus": f"<table><tr><th>id</th><th>system</th><th>splits</th></tr>{attacks}</table>"
+    }
+    report.write_report(out, metrics, images, title="safespeak demo", sections=sections)
+    return metrics
+
+
+def _summary(m: dict[str, Any], out: Path) -> str:
+    unseen = m["eer_unseen_attacks"]
+    lines = [f"eval EER (pooled): {100 * m['eer']:.2f}%"]
+    if unseen is not None:
+        lines.append(f"eval EER on unseen attacks {', '.join(m['unseen_attacks'])}: {100 * unseen:.2f}%")
+    lines += [f"  {a}: {100 * e:.2f}%" for a, e in sorted(m["per_attack"].items())]
+    lines.append(f"total {m['timing_seconds']['total']:.0f} s; report: {out / 'report.html'}")
+    return "\n".join(lines)
+
+
+def _log(progress: bool, msg: str) -> None:
+    if progress:
+        print(msg, flush=True)
+
+
+def register_cli(sub: argparse._SubParsersAction) -> None:
+    """`safespeak demo`."""
+    p = sub.add_parser("demo", help="build the offline corpus, train a compact CM, score, evaluate, report")
+    p.add_argument("--out", default="demo_out", help="report folder (default demo_out)")
+    p.add_argument("--minutes", type=float, default=None, help="cap on the training time in minutes")
+    p.add_argument("--corpus-dir", default=None, help="corpus folder (default: the cache)")
+    p.add_argument("--size", choices=["mini", "full"], default="mini", help="corpus size (default mini)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the corpus and the training")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of the demo recipe, e.g. train.epochs=2",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    run_demo(
+        args.out,
+        corpus_dir=args.corpus_dir,
+        corpus_size=args.size,
+        seed=args.seed,
+        minutes=args.minutes,
+        overrides=tuple(args.overrides),
+        progress=not args.quiet,
+    )
+    return 0
