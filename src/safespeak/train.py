@@ -33,7 +33,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from safespeak.config import ExperimentConfig, config_from_dict, config_to_dict, dump_config, load_config
+from safespeak.config import (
+    ExperimentConfig,
+    SplitConfig,
+    config_from_dict,
+    config_to_dict,
+    dump_config,
+    load_config,
+)
 from safespeak.data import (
     EpochBatchSampler,
     TrialDataset,
@@ -53,6 +60,7 @@ from safespeak.distributed import (
     set_rng_state,
     setup,
 )
+from safespeak.protocols import Trial
 
 __all__ = ["TrainResult", "lr_factor", "register_cli", "train"]
 
@@ -86,18 +94,46 @@ def lr_factor(step: int, total_steps: int, schedule: str, min_ratio: float) -> f
 # ------------------------------------------------------------------------------------------ the run
 
 
+def _load_split(sc: SplitConfig) -> list[Trial]:
+    return load_split(
+        sc.protocol, sc.format, audio_dir=sc.audio_dir, audio_ext=sc.audio_ext, subset=sc.subset
+    )
+
+
 class _Run:
     """Everything one training process holds; methods are the phases of `train`."""
 
     def __init__(self, cfg: ExperimentConfig, dist_info: DistInfo) -> None:
-        from safespeak.models import build
-
         self.cfg, self.d = cfg, dist_info
         self.run_dir = Path(cfg.train.out_dir)
-        self.train_trials, self.dev_trials = self._load_data()
+        c = cfg.data
+        self.train_trials, self.dev_trials = _load_split(c.train), _load_split(c.dev)
+        if not c.allow_overlap:
+            check_leakage(self.train_trials, self.dev_trials)
         self.fingerprint = trials_fingerprint(self.train_trials, self.dev_trials)
         seed_all(cfg.train.seed)  # identical initial weights on every rank
-        self.core = build(cfg.model.arch, **cfg.model.overrides).to(dist_info.device)
+        self._build_model()
+        self.augment, self.gen = self._build_augment()
+        seed_all(cfg.train.seed + 7919 * dist_info.rank)  # dropout differs across ranks
+        self.train_set = TrialDataset(self.train_trials, c.crop_samples, train=True, seed=cfg.train.seed)
+        self.dev_set = TrialDataset(self.dev_trials, c.dev_crop_samples, train=False)
+        world = dist_info.world
+        self.sampler = EpochBatchSampler(
+            len(self.train_set), c.batch_size, seed=cfg.train.seed, rank=dist_info.rank, world=world
+        )
+        self.steps_per_epoch = len(self.train_set) // (c.batch_size * world)
+        self.class_weights = torch.tensor(cfg.train.loss_weights, device=dist_info.device)  # [spoof, bona]
+        self.s: dict[str, Any] = {  # everything that changes during the run besides weights and RNGs
+            "epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_eer": math.inf, "best_epoch": -1,
+            "bad_epochs": 0, "history": [], "loss_sum": 0.0, "stopped": False,
+        }  # fmt: skip
+        self.tb = self._tensorboard()
+
+    def _build_model(self) -> None:
+        from safespeak.models import build
+
+        cfg, d = self.cfg, self.d
+        self.core = build(cfg.model.arch, **cfg.model.overrides).to(d.device)
         self.optimizer = torch.optim.Adam(
             self._param_groups(),
             lr=cfg.train.lr,
@@ -105,66 +141,18 @@ class _Run:
             eps=cfg.train.eps,
             weight_decay=cfg.train.weight_decay,
         )
-        for g in self.optimizer.param_groups:
+        for g in self.optimizer.param_groups:  # the schedule scales each group's own base LR
             g.setdefault("initial_lr", g["lr"])
         self.swa = torch.optim.swa_utils.AveragedModel(self.core) if cfg.train.swa else None
         self.model: torch.nn.Module = self.core
-        if dist_info.world > 1:
-            ids = [dist_info.device.index] if dist_info.device.type == "cuda" else None
+        if d.world > 1:
+            ids = [d.device.index] if d.device.type == "cuda" else None
             self.model = torch.nn.parallel.DistributedDataParallel(self.core, device_ids=ids)
-        self.augment, self.gen = self._build_augment()
-        seed_all(cfg.train.seed + 7919 * dist_info.rank)  # dropout differs across ranks
-        self.train_set = TrialDataset(
-            self.train_trials, cfg.data.crop_samples, train=True, seed=cfg.train.seed
-        )
-        self.dev_set = TrialDataset(self.dev_trials, cfg.data.dev_crop_samples, train=False)
-        self.sampler = EpochBatchSampler(
-            len(self.train_set),
-            cfg.data.batch_size,
-            seed=cfg.train.seed,
-            rank=dist_info.rank,
-            world=dist_info.world,
-        )
-        self.steps_per_epoch = len(self.train_set) // (cfg.data.batch_size * dist_info.world)
-        w = torch.tensor(cfg.train.loss_weights, dtype=torch.float32, device=dist_info.device)
-        self.class_weights = w
-        self.s: dict[str, Any] = {
-            "epoch": 0,
-            "step_in_epoch": 0,
-            "global_step": 0,
-            "best_eer": math.inf,
-            "best_epoch": -1,
-            "bad_epochs": 0,
-            "history": [],
-            "loss_sum": 0.0,
-            "stopped": False,
-        }
-        self.tb = self._tensorboard()
-
-    def _load_data(self) -> tuple[list, list]:
-        c = self.cfg.data
-        tr = load_split(
-            c.train.protocol,
-            c.train.format,
-            audio_dir=c.train.audio_dir,
-            audio_ext=c.train.audio_ext,
-            subset=c.train.subset,
-        )
-        dv = load_split(
-            c.dev.protocol,
-            c.dev.format,
-            audio_dir=c.dev.audio_dir,
-            audio_ext=c.dev.audio_ext,
-            subset=c.dev.subset,
-        )
-        if not c.allow_overlap:
-            check_leakage(tr, dv)
-        return tr, dv
 
     def _param_groups(self) -> Any:
         t = self.cfg.train
-        if hasattr(self.core, "param_groups"):  # SSL models: backbone at its own LR
-            return self.core.param_groups(t.lr, t.ssl_lr if t.ssl_lr is not None else t.lr)
+        if hasattr(self.core, "param_groups"):  # SSL models: backbone at its own LR (None: `lr`)
+            return self.core.param_groups(t.lr, t.ssl_lr)
         return [p for p in self.core.parameters() if p.requires_grad]
 
     def _build_augment(self) -> tuple[Any, torch.Generator | None]:
