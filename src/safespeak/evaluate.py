@@ -402,7 +402,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             args.scores, args.protocol, args.protocol_format, subset=args.subset,
             asv_scores=args.asv_scores, asv_protocol=args.asv_protocol, scores_format=args.scores_format,
         )  # fmt: skip
-    except ValueError as exc:  # ProtocolError, ScoreFileError and bad arguments: a message, no traceback
+    except (ValueError, OSError) as exc:  # ProtocolError, ScoreFileError, bad arguments: no traceback
         print(f"safespeak evaluate: error: {exc}", file=sys.stderr)
         return 1
     for w in result["warnings"]:

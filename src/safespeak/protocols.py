@@ -232,21 +232,22 @@ def _no_subset(path: Path, subset: str, fmt: str) -> None:
         raise ProtocolError(f"{path}: format {fmt} has no subsets (got subset={subset!r}); use 'all'")
 
 
-def _csv_rows(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:
-    fh = open(path, encoding="utf-8", newline="")  # closed by the rows() generator
-    reader = csv.reader(fh)
-    header = [h.strip().lower() for h in next(reader, [])]
-
-    def rows() -> Iterator[tuple[int, dict[str, str]]]:
-        with fh:
+def _csv_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """Lower-cased header and (line number, {column: stripped cell}) for every non-blank row."""
+    out = []
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            reader = csv.reader(fh)
+            header = [h.strip().lower() for h in next(reader, [])]
             for row in reader:
                 if not any(c.strip() for c in row):
                     continue
                 if len(row) != len(header):
                     raise _fail(path, reader.line_num, f"expected {len(header)} fields, got {len(row)}", row)
-                yield reader.line_num, {h: c.strip() for h, c in zip(header, row, strict=True)}
-
-    return header, rows()
+                out.append((reader.line_num, {h: c.strip() for h, c in zip(header, row, strict=True)}))
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
+    return header, out
 
 
 _LABEL_WORDS = {"bonafide": BONAFIDE, "bona-fide": BONAFIDE, "1": BONAFIDE, "spoof": SPOOF, "0": SPOOF}
@@ -361,6 +362,8 @@ def read_protocol(
     p = Path(path)
     if not p.exists():
         raise ProtocolError(f"{p}: protocol not found")
+    if fmt != "folder" and not p.is_file():
+        raise ProtocolError(f"{p}: format {fmt} needs a file (only the folder format takes a directory)")
     trials = reader(p, subset, Path(audio_dir) if audio_dir is not None else None, audio_ext)
     check_unique_ids(trials, p)
     return trials

@@ -176,6 +176,8 @@ def read_score_table(path: str | os.PathLike[str], fmt: str = "auto") -> ScoreTa
     duplicate ids (with how many and up to 5 examples).
     """
     p = Path(path)
+    if not p.is_file():
+        raise ScoreFileError(f"{p}: score file not found" + (" (a directory)" if p.is_dir() else ""))
     if fmt == "auto":
         fmt = detect_score_format(p)
     extra: dict[str, np.ndarray | list[str]] = {}
