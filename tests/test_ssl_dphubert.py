@@ -108,7 +108,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(ref_io) -> None:
     ckpt = PrunedWav2Vec2(**cfg).train()
     ckpt.load_state_dict(plain.state_dict())
     ckpt.set_gradient_checkpointing(True)
-    x = torch.from_numpy(ref_io["x"][:2, :8000])
+    x = torch.from_numpy(ref_io["x"][:1, :4000])
     grads = []
     for model in (plain, ckpt):
         model.extract_features(x)[0][-1].square().mean().backward()
