@@ -171,3 +171,15 @@ def test_config_is_frozen_and_dump_writes_back_no_derived_values(tmp_path: Path)
     again = load_config(_write(tmp_path, text))
     assert again == cfg and again.train.out_dir == "relative/run"  # not resolved to an absolute path
     assert config_from_dict({}) == ExperimentConfig()
+
+
+def test_augment_section_nests_the_augmentation_config(tmp_path: Path) -> None:
+    path = _write(tmp_path, BASE + "augment:\n  rawboost_algo: 5\n  rawboost:\n    nbands: 3\n")
+    with pytest.raises(
+        ConfigError, match=r":10: augment.rawboost.nbands: unknown key; did you mean 'n_bands'"
+    ):
+        load_config(path)
+    cfg = load_config(_write(tmp_path, BASE), ["augment.rawboost_algo=4", "augment.channel.codecs=[alaw]"])
+    assert (cfg.augment.rawboost_algo, cfg.augment.channel.codecs) == (4, ("alaw",))
+    with pytest.raises(ConfigError, match=r"augment: augment.rawboost_algo must be one of"):
+        load_config(_write(tmp_path, BASE), ["augment.rawboost_algo=9"])

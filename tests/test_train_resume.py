@@ -32,9 +32,11 @@ def _launch(*args: str) -> subprocess.Popen:
 
 
 def _recipe(tmp_path: Path, toy, name: str) -> Path:
-    # dropout draws from the global torch RNG, so an exact match also checks the restored RNG state
+    # dropout draws from the global torch RNG and augmentation from the trainer's generator, so an
+    # exact match also checks that both RNG states are restored
     raw = toy_config(toy, tmp_path / name, epochs=2, save_every_steps=2)
     raw["model"]["overrides"] = {"dropout": 0.3, "delay": 0.05}
+    raw["augment"] = {"rawboost_algo": 5, "channel": {"codec_p": 0.5}}
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
