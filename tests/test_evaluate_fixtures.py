@@ -188,3 +188,30 @@ def test_la2021_stage1_negated_scores_give_official_values(tmp_path: Path) -> No
     assert r["eer"] == pytest.approx(exp["eer_fraction_negated_scores"], abs=TOL)
     assert r["min_tdcf"] == pytest.approx(exp["min_tdcf_negated_scores"], abs=TOL)
     assert any("negated scores give a lower min t-DCF" in w for w in r["warnings"])
+
+
+EDGE_CASES = ["all_identical", "perfectly_separated", "reversed_polarity", "separated_touching",
+              "single_spoof", "tie_at_threshold_small", "offset_1e6_step_1e-9"]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", EDGE_CASES)
+def test_edge_cases_through_evaluate(tmp_path: Path, case: str) -> None:
+    """The `key score` edge cases as a CSV protocol + ID,score file: official EER and the right warning."""
+    d = require_shared("fixtures", "metrics", "edge_cases")
+    exp = _expected("edge_cases")["cases"][case]
+    rows = [line.split() for line in (d / f"{case}.txt").read_text().splitlines() if line.strip()]
+    (tmp_path / "p.csv").write_text(
+        "id,path,label\n" + "".join(f"t{i},t{i}.wav,{k}\n" for i, (k, _) in enumerate(rows))
+    )
+    (tmp_path / "s.csv").write_text("ID,score\n" + "".join(f"t{i},{s}\n" for i, (_, s) in enumerate(rows)))
+    r = evaluate(tmp_path / "s.csv", tmp_path / "p.csv", "csv")
+    assert r["eer"] == pytest.approx(exp["eer_fraction"], abs=TOL)
+    assert r["eer_threshold"] == pytest.approx(exp["eer_threshold"], abs=TOL, rel=1e-15)
+    # EER > 0.5 warns (single_spoof: 0.81, the 4-way tie: 0.55); all-equal scores get their own message
+    reversed_cases = ("reversed_polarity", "single_spoof", "tie_at_threshold_small")
+    expected_warning = "scores are equal" if case == "all_identical" else None
+    expected_warning = "look reversed" if case in reversed_cases else expected_warning
+    if expected_warning is None:
+        assert r["warnings"] == []
+    else:
+        assert len(r["warnings"]) == 1 and expected_warning in r["warnings"][0]

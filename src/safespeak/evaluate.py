@@ -132,10 +132,14 @@ def _breakdowns(s: _Set, fmt: str) -> dict[str, Any]:
     return out
 
 
-def _polarity(result: dict[str, Any], negated_min_tdcf: float | None = None) -> None:
+def _polarity(result: dict[str, Any], scores: np.ndarray, negated_min_tdcf: float | None = None) -> None:
+    """Add `warnings`: constant scores, EER > 0.5, or a lower min t-DCF on negated scores."""
     warnings = result.setdefault("warnings", [])
     eer = result.get("eer")
-    if eer is not None and eer > 0.5:
+    if np.unique(scores).size == 1:
+        # One tie group: the official DET rejects every bona fide trial first, so the EER is 1.0.
+        warnings.append(f"all {scores.size} scores are equal ({scores[0]!r}): the metrics say nothing")
+    elif eer is not None and eer > 0.5:
         warnings.append(
             f"EER {eer:.4f} > 0.5: scores look reversed (safespeak and ASVspoof use higher = bona fide)"
         )
@@ -314,7 +318,7 @@ def evaluate(
     }
     metrics, negated = _metrics(s, protocol_format, subset, asv_scores, asv_protocol)
     result.update(metrics)
-    _polarity(result, negated)
+    _polarity(result, s.scores, negated)
     return result
 
 
