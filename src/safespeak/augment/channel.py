@@ -25,9 +25,9 @@ __all__ = [
 
 
 def _quantise(y: Tensor, bits: int) -> Tensor:
-    # Uniform quantiser on the companded value in [-1, 1]: 2^bits levels, endpoints included.
-    levels = (1 << bits) - 1
-    return torch.round((y.clamp(-1, 1) + 1) * (levels / 2)) * (2 / levels) - 1
+    # Sign + (bits − 1)-bit magnitude, as G.711 codes are laid out: zero stays exactly zero (no DC offset).
+    levels = (1 << (bits - 1)) - 1
+    return torch.sign(y) * torch.round(y.abs().clamp(max=1) * levels) / levels
 
 
 def mulaw(x: Tensor, mu: float = 255.0, bits: int = 8) -> Tensor:
