@@ -214,3 +214,29 @@ def test_shipped_example_gives_the_documented_numbers() -> None:
     assert (r["eer"], r["eer_threshold"]) == (pytest.approx(0.25), pytest.approx(1.6775))
     assert r["per_attack"] == {"tts_a": 0.0, "vc_b": pytest.approx(7 / 24)}
     assert r["per_condition"] == {"codec": {"none": 0.0, "opus": pytest.approx(2 / 7)}}
+
+
+def test_asvspoof5_release_protocol_breaks_down_attacks_and_codecs(tmp_path: Path) -> None:
+    """10-column ASVspoof5 protocol with the Track 1 fixture scores: the cells select the right trials."""
+    from safespeak.metrics import compute_eer
+
+    d = require_shared("fixtures", "metrics", "asvspoof5")
+    keys = [line.split("\t") for line in (d / "t1_cm_keys.tsv").read_text().splitlines()[1:]]
+    scores = read_scores(d / "t1_cm_scores.tsv")
+    lines, want = [], {}
+    for i, (fname, key) in enumerate(keys):
+        attack = "bonafide" if key == "bonafide" else f"A{17 + i % 3}"
+        codec = ("-", "mp3", "opus")[i % 5 % 3]
+        lines.append(f"E_{i % 40:04d} {fname} F {codec} - - AC1 {attack} {key} -\n")
+        want.setdefault((attack, codec), []).append(scores[fname])
+    (tmp_path / "proto.tsv").write_text("".join(lines))
+    r = evaluate(d / "t1_cm_scores.tsv", tmp_path / "proto.tsv", "asvspoof5")
+    assert r["eer"] == pytest.approx(0.1545, abs=TOL)  # same trials as the keys TSV
+    bona = [s for (a, _), v in want.items() if a == "bonafide" for s in v]
+    for att in ("A17", "A18", "A19"):
+        spoof = [s for (a, _), v in want.items() if a == att for s in v]
+        assert r["per_attack"][att] == compute_eer(bona, spoof)[0]
+    for codec in ("-", "mp3", "opus"):
+        b = want[("bonafide", codec)]
+        sp = [s for (a, c), v in want.items() if c == codec and a != "bonafide" for s in v]
+        assert r["per_condition"]["codec"][codec] == compute_eer(b, sp)[0]
