@@ -123,7 +123,9 @@ def test_cli_reports_config_and_leakage_errors(toy, tmp_path: Path, capsys: pyte
 
 def test_ssl_param_group_gets_its_own_lr(toy, tmp_path: Path) -> None:
     res = train(
-        config_from_dict({**toy_config(toy, tmp_path, epochs=1, ssl_lr=0.0), "model": {"arch": "toy-ssl"}})
+        config_from_dict(
+            {**toy_config(toy, tmp_path, epochs=1, ssl_lr=0.0), "model": {"arch": "test-toy-ssl"}}
+        )
     )
     state = torch.load(tmp_path / STATE_FILE, weights_only=True)
     assert [g["initial_lr"] for g in state["optimizer"]["param_groups"]] == [3e-3, 0.0]

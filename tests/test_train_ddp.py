@@ -1,6 +1,6 @@
 """Two gloo processes under torchrun: disjoint shards, and the result of one process with 2x the batch.
 
-`toy-cnn` has no BatchNorm, so per-rank batch statistics cannot differ from the single-process batch's;
+`test-toy-cnn` has no BatchNorm, so per-rank batch statistics cannot differ from the single-process batch's;
 DDP averages the per-rank gradients of a loss normalised by the global class-weight sum, which equals
 the single-process gradient up to float summation order.
 """

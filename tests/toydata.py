@@ -1,6 +1,6 @@
 """Toy data and a tiny BatchNorm-free model for tests (`from toydata import ...`).
 
-`write_toy_dataset` is the library's generator (re-exported). `toy-cnn` is registered on import: a
+`write_toy_dataset` is the library's generator (re-exported). `test-toy-cnn` is registered on import: a
 two-conv model without BatchNorm, so a DDP run's averaged gradients equal one process's large batch;
 `delay` (seconds slept per training forward) widens the window in which kill-and-resume tests act.
 Run as a script (`python tests/toydata.py train ...`) it registers the model and runs the train command,
@@ -56,20 +56,20 @@ class ToySSL(ToyCNN):
         return [{"params": rest, "lr": lr}, {"params": ssl, "lr": lr if ssl_lr is None else ssl_lr}]
 
 
-if "toy-cnn" not in _REGISTRY:
-    register("toy-cnn", description="tiny BatchNorm-free CNN for tests")(ToyCNN)
-    register("toy-ssl", description="toy CNN with an SSL-like parameter group")(ToySSL)
+if "test-toy-cnn" not in _REGISTRY:
+    register("test-toy-cnn", description="tiny BatchNorm-free CNN for tests")(ToyCNN)
+    register("test-toy-ssl", description="toy CNN with an SSL-like parameter group")(ToySSL)
 
 
 def toy_config(data: ToyDataset, out_dir: str | Path, **train: Any) -> dict[str, Any]:
-    """A plain config dict training `toy-cnn` on `data` (train/dev splits) into `out_dir`."""
+    """A plain config dict training `test-toy-cnn` on `data` (train/dev splits) into `out_dir`."""
     split = {
         s: {"protocol": str(data.protocols[s]), "audio_dir": str(data.audio_dirs[s])}
         for s in ("train", "dev")
     }
     return {
         "name": "toy",
-        "model": {"arch": "toy-cnn", "overrides": {}},
+        "model": {"arch": "test-toy-cnn", "overrides": {}},
         "data": {
             **split,
             "crop_samples": 4000,
