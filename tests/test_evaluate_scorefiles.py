@@ -111,8 +111,8 @@ def test_malformed_lines_name_file_and_line(tmp_path: Path) -> None:
         p.write_text("\n".join([*lines[:10], bad, *lines[10:]]) + "\n")
         with pytest.raises(ScoreFileError, match=msg):
             read_scores(p, "two-column")
-    p.write_text("ID,score\na,1\nb,oops\n")
-    with pytest.raises(ScoreFileError, match=r"bad\.txt:3: score 'oops' is not a number"):
+    p.write_text("# card: model x\n\nID,score\n# note\na,1\n\nb,oops\n")  # comments, blanks counted
+    with pytest.raises(ScoreFileError, match=r"bad\.txt:7: score 'oops' is not a number"):
         read_scores(p)
 
 

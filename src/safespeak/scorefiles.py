@@ -150,16 +150,18 @@ def _read_tsv(path: Path, header: list[str]) -> tuple[list[list[str]], list[int]
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[float]]:
+    """`ID,score[,...]` with a header; rows whose first cell starts with `#` are comments."""
     ids, scores = [], []
     with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.reader(line for line in fh if not line.startswith("#"))
-        header = [h.strip().lower() for h in next(reader, [])]
+        reader = csv.reader(fh)  # read from the file itself so that `line_num` is the file's line
+        rows = (r for r in reader if any(c.strip() for c in r) and not r[0].lstrip().startswith("#"))
+        header = [h.strip().lower() for h in next(rows, [])]
         if "id" not in header or "score" not in header:
-            raise ScoreFileError(f"{path}: CSV header must name ID and score columns, got {header}")
+            raise ScoreFileError(
+                f"{path}:{reader.line_num}: CSV header must name ID and score columns, got {header}"
+            )
         i_id, i_score = header.index("id"), header.index("score")
-        for row in reader:
-            if not any(c.strip() for c in row):
-                continue
+        for row in rows:
             if len(row) != len(header):
                 raise ScoreFileError(
                     f"{path}:{reader.line_num}: expected {len(header)} fields, got {len(row)}"
