@@ -16,6 +16,9 @@ its state dicts load with `strict=True`. Differences from the reference, all on 
   raise a `ValueError` naming the maximum length instead of crashing with a shape error: the flattened
   position of a (frequency, time) cell depends on the input's frame count, so extending the table would
   give positions the model never saw. Long files are scored in windows of `input_length`.
+
+Use: `model = build("rawformer-se").eval()`; `model.score(wave)` maps a (B, T) 16 kHz batch to (B,)
+bona fide scores (pre-emphasis included); `from_reference("rawformer-se", path)` loads reference weights.
 """
 
 from __future__ import annotations
