@@ -160,3 +160,19 @@ def test_dphubert_countermeasure_matches_the_reference_and_restores_without_the_
     assert meta["model_config"]["backbone_config"]["encoder_num_heads"] == [2, 0, 3]
     with torch.no_grad():
         assert torch.allclose(restored(x), logits, atol=1e-5)
+
+
+def test_normalize_override_switches_dphubert_waveform_normalisation(ref_io) -> None:
+    from safespeak.models.ssl import build_backbone
+
+    path = require_shared(*REF, "dphubert_small.pth")
+    plain, _ = build_backbone("dphubert", path)
+    norm, export = build_backbone("dphubert", path, normalize=True)
+    assert export["backbone_config"]["normalize_waveform"] is True
+    quiet = 1e-3 * torch.from_numpy(ref_io["x"][:1, :4000])  # variance near the norms' eps: it matters
+    with torch.no_grad():
+        got = norm.extract_features(quiet)[0][-1]
+        want = plain.extract_features(torch.nn.functional.layer_norm(quiet, quiet.shape[-1:]))[0][-1]
+        raw = plain.extract_features(quiet)[0][-1]
+    assert torch.allclose(got, want, atol=1e-5)
+    assert float((got - raw).abs().max()) > 1e-2

@@ -11,6 +11,10 @@ backbone is described by `backbone_config` (the HF config dict or the DPHuBERT c
 `source`. `build(arch, **those)` makes the architecture with random weights and reads no file; the
 weights then come from the safespeak checkpoint. Pass it as `model_config` to `save_checkpoint`.
 When both `source` and `backbone_config` are given, `backbone_config` wins and `source` is not read.
+
+`normalize` (zero-mean / unit-variance waveform per utterance): `None` follows the model's own setting,
+i.e. `do_normalize` of an HF model's `preprocessor_config.json`, `normalize_waveform` of a DPHuBERT
+config, and off for fairseq checkpoints (the seed fed XLS-R raw waveforms); True/False forces it.
 """
 
 from __future__ import annotations
@@ -120,6 +124,8 @@ def build_backbone(
             module = PrunedWav2Vec2(**backbone_config)
         else:
             module = build_dphubert() if source is None else load_dphubert(source)
+        if normalize is not None:  # the override wins over the checkpoint's `normalize_waveform`
+            module.normalize_waveform = module.config["normalize_waveform"] = bool(normalize)
         return module, {"backbone": "dphubert", "backbone_config": _jsonable(module.config)}
     from safespeak.models.ssl.hf import HFBackbone, hf_backbone_from_config, load_hf_backbone
 
