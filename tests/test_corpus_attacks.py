@@ -77,9 +77,12 @@ def test_eligibility_needs_text_and_a_voice() -> None:
 
 
 @pytest.mark.parametrize(("attack_id", "engine", "utt"), [
-    ("A01", "espeak-ng", UTT_FR), ("A03", "flite", UTT_EN), ("A06", "text2wave", UTT_EN), ("A05", None, UTT_EN),
+    ("A01", "espeak-ng", UTT_FR), ("A03", "flite", UTT_EN), ("A06", "text2wave", UTT_EN),
+    ("A05", None, UTT_EN),
 ])
-def test_tts_engines_speak_the_text_deterministically(attack_id: str, engine: str | None, utt: Utterance) -> None:
+def test_tts_engines_speak_the_text_deterministically(
+    attack_id: str, engine: str | None, utt: Utterance
+) -> None:
     if engine:
         _require_engine(engine)
     if attack_id == "A01":

@@ -16,7 +16,8 @@ from safespeak.corpus.sources import SOURCES, Utterance, load_utterance
 def _wav(path: Path, sr: int = 44100, seconds: float = 0.3) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     t = np.arange(int(sr * seconds)) / sr
-    sf.write(str(path), 0.3 * np.sin(2 * np.pi * 200 * t), sr, format="OGG" if path.suffix == ".ogg" else None)
+    fmt = "OGG" if path.suffix == ".ogg" else None
+    sf.write(str(path), 0.3 * np.sin(2 * np.pi * 200 * t), sr, format=fmt)
 
 
 def test_tuxpaint_reader_takes_text_in_the_spoken_language(tmp_path: Path) -> None:
@@ -26,7 +27,8 @@ def test_tuxpaint_reader_takes_text_in_the_spoken_language(tmp_path: Path) -> No
     _wav(base / "frog_desc_ru.ogg")
     _wav(base / "frog.ogg")  # the stamp's sound effect, not speech
     _wav(base / "owl_desc_es.ogg", sr=8000)  # narrowband: excluded
-    (base / "frog.txt").write_text("A frog.\nfr.utf8=Une grenouille.\nde.utf8=Ein Frosch.\n", encoding="utf-8")
+    txt = "A frog.\nfr.utf8=Une grenouille.\nde.utf8=Ein Frosch.\n"
+    (base / "frog.txt").write_text(txt, encoding="utf-8")
     utts = SOURCES["tuxpaint"].reader({"tuxpaint-stamps-default": tmp_path / "tux"})
     by_lang = {u.language: u for u in utts}
     assert sorted(by_lang) == ["en", "fr", "ru"]
@@ -65,8 +67,9 @@ def test_ktuberling_text_comes_from_translated_file_names_only(tmp_path: Path) -
         _wav(base / f)
     (base / "fr.soundtheme").write_text(
         '<language code="fr">\n<sound name="earring" file="fr/patate_boucle-d-oreille.ogg" />\n</language>\n')
-    (base / "de.soundtheme").write_text('<language code="de"><sound name="ball" file="de/ball.ogg" /></language>')
-    (base / "en.soundtheme").write_text('<language code="en"><sound name="ball" file="en/ball.ogg" /></language>')
+    for code in ("de", "en"):
+        theme = f'<language code="{code}"><sound name="ball" file="{code}/ball.ogg" /></language>'
+        (base / f"{code}.soundtheme").write_text(theme)
     utts = {u.language: u for u in SOURCES["ktuberling"].reader({"ktuberling-data": tmp_path / "ktu"})}
     assert utts["fr"].text == "boucle d oreille"
     assert utts["de"].text is None  # German file named after the English key
