@@ -240,3 +240,17 @@ def test_asvspoof5_release_protocol_breaks_down_attacks_and_codecs(tmp_path: Pat
         b = want[("bonafide", codec)]
         sp = [s for (a, c), v in want.items() if c == codec and a != "bonafide" for s in v]
         assert r["per_condition"]["codec"][codec] == compute_eer(b, sp)[0]
+
+
+def test_bootstrap_interval_is_seeded_and_brackets_the_eer(capsys: pytest.CaptureFixture[str]) -> None:
+    d = Path(__file__).resolve().parents[1] / "examples" / "evaluate"
+    a = evaluate(d / "scores.csv", d / "protocol.csv", "csv", bootstrap=200)
+    b = evaluate(d / "scores.csv", d / "protocol.csv", "csv", bootstrap=200)
+    lo, hi = a["eer_ci"]
+    assert a["eer_ci"] == b["eer_ci"]
+    assert 0.0 <= lo <= a["eer"] <= hi <= 1.0 and hi - lo > 0.05  # 20 trials: a wide interval
+    assert "eer_ci" not in evaluate(d / "scores.csv", d / "protocol.csv", "csv")
+    argv = ["evaluate", "--scores", str(d / "scores.csv"), "--protocol", str(d / "protocol.csv"),
+            "--protocol-format", "csv", "--bootstrap", "200"]  # fmt: skip
+    assert main(argv) == 0
+    assert f"EER 95% CI     {100 * lo:.4f} % .. {100 * hi:.4f} %" in capsys.readouterr().out

@@ -3,7 +3,9 @@ breakdowns, as the official ASVspoof evaluation code computes them; and `safespe
 
 What is computed depends on the protocol format:
 
-- every format: `eer`, `eer_threshold`, `per_attack` (all bona fide vs the spoofs of one attack);
+- every labelled format but `asvspoof5-sasv`: `eer`, `eer_threshold`, `per_attack` (all bona fide vs
+  the spoofs of one attack; spoofs of unknown attack `-` only count in the pooled numbers), and with
+  `bootstrap=N` a 95 % percentile bootstrap interval `eer_ci` (seeded, so repeatable);
 - `asvspoof2019-la` + `asv_scores` (2019 `source key score`): `min_tdcf`, legacy 2019 t-DCF
   (clovaai/aasist);
 - `asvspoof2021-la` + `asv_scores` (ASVTorch_Kaldi `score.txt`) + `asv_protocol` (ASV
@@ -288,6 +290,7 @@ def evaluate(
     asv_scores: str | os.PathLike[str] | None = None,
     asv_protocol: str | os.PathLike[str] | None = None,
     scores_format: str = "auto",
+    bootstrap: int = 0,
 ) -> dict[str, Any]:
     """Metrics of a score file against a protocol (see the module docstring for what each format gives).
 
@@ -318,6 +321,10 @@ def evaluate(
     }
     metrics, negated = _metrics(s, protocol_format, subset, asv_scores, asv_protocol)
     result.update(metrics)
+    if bootstrap > 0 and "eer" in result:
+        from safespeak.metrics import bootstrap_eer_ci
+
+        result["eer_ci"] = list(bootstrap_eer_ci(s.bona(), s.spoof(), n_boot=bootstrap))
     _polarity(result, s.scores, negated)
     return result
 
@@ -342,6 +349,9 @@ def format_table(result: dict[str, Any]) -> str:
         f"{result['n_bonafide']} bona fide, {result['n_spoof']} spoof trials"
     ]
     lines += [f"  {label:<14} {_fmt(k, result[k])}" for k, label in _ROWS if k in result]
+    if "eer_ci" in result:
+        lo, hi = result["eer_ci"]
+        lines.insert(2, f"  {'EER 95% CI':<14} {_fmt('eer', lo)} .. {_fmt('eer', hi)}")
     if "tdcf" in result:
         lines.append(f"  (t-DCF: {result['tdcf']})")
     breakdowns = [("attack", result.get("per_attack", {}), result.get("per_attack_min_tdcf", {}))]
@@ -388,6 +398,10 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
         help="ASV scores for the t-DCF: 2019 `source key score` file or 2021 ASVTorch_Kaldi score.txt",
     )
     p.add_argument("--asv-protocol", help="2021 ASV trial_metadata.txt, line-aligned with --asv-scores")
+    p.add_argument(
+        "--bootstrap", type=int, default=0, metavar="N",
+        help="add a 95%% bootstrap interval of the EER from N resamples (0: none)",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     p.set_defaults(func=_cmd_evaluate)
 
@@ -405,6 +419,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         result = evaluate(
             args.scores, args.protocol, args.protocol_format, subset=args.subset,
             asv_scores=args.asv_scores, asv_protocol=args.asv_protocol, scores_format=args.scores_format,
+            bootstrap=args.bootstrap,
         )  # fmt: skip
     except (ValueError, OSError) as exc:  # ProtocolError, ScoreFileError, bad arguments: no traceback
         print(f"safespeak evaluate: error: {exc}", file=sys.stderr)
