@@ -7,6 +7,7 @@ One home per block: models import from here. Module and parameter names follow t
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 import torch
@@ -91,6 +92,48 @@ class SincFilterbank(nn.Module):
         return F.conv1d(x, self.weight().to(x.dtype))
 
 
+class _MaxPoolTime3(torch.autograd.Function):
+    """Max over non-overlapping windows of 3 along the last axis of (B, C, F, T) -> (B, C, F, T // 3).
+
+    Same values and gradient routing as `max_pool2d(x, (1, 3))` (first maximum wins ties), but it
+    saves only a uint8 window position per output instead of the full input plus int64 indices, and
+    works on the channels-last view (windows as strided slices) which is several times faster on CPU.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        k = x.shape[-1] // 3
+        v = x.permute(0, 2, 3, 1)  # (B, F, T, C): contiguous when x is channels-last
+        a, b, c = v[:, :, 0 : 3 * k : 3], v[:, :, 1 : 3 * k : 3], v[:, :, 2 : 3 * k : 3]
+        ab = torch.maximum(a, b)
+        out = torch.maximum(ab, c)  # (B, F, k, C)
+        if ctx.needs_input_grad[0]:
+            pos = (b > a).to(torch.uint8)
+            pos.masked_fill_(c > ab, 2)
+            ctx.save_for_backward(pos)
+            ctx.in_shape = x.shape
+        return out.permute(0, 3, 1, 2)  # (B, C, F, k), channels-last strides
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (pos,) = ctx.saved_tensors
+        bsz, ch, freq, t = ctx.in_shape
+        k = pos.shape[2]
+        g = grad.permute(0, 2, 3, 1)  # (B, F, k, C)
+        gin = grad.new_zeros(bsz, freq, t, ch)
+        for j in range(3):
+            gin[:, :, j : 3 * k : 3] = g * (pos == j)
+        return gin.permute(0, 3, 1, 2)
+
+
+def max_pool_time3(x: torch.Tensor) -> torch.Tensor:
+    """`max_pool2d(x, (1, 3))` for (B, C, F, T), computed on the channels-last view (see `_MaxPoolTime3`)."""
+    _check_dims(x, 4, "(B, C, F, T)")
+    if x.shape[-1] < 3:
+        raise ValueError(f"need at least 3 time steps to pool, got shape {tuple(x.shape)}")
+    return _MaxPoolTime3.apply(x)
+
+
 class ResidualBlock(nn.Module):
     """RawNet2-style 2-D residual block of the AASIST encoder: (B, C_in, F, T) -> (B, C_out, F, T // 3).
 
@@ -119,10 +162,12 @@ class ResidualBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C_in, F, T) -> (B, C_out, F, T // 3) (or T without pooling)."""
         _check_dims(x, 4, "(B, C, F, T)")
-        out = self.conv2(F.selu(self.bn2(self.conv1(x))))  # (B, C_out, F, T)
-        skip = x if self.conv_downsample is None else self.conv_downsample(x)
-        out = out + skip
-        return F.max_pool2d(out, (1, 3)) if self.pool else out
+        # channels-last makes the small 2x3 convolutions about twice as fast on CPU (oneDNN)
+        x = x.contiguous(memory_format=torch.channels_last)
+        # SELU in place on the fresh BN output: autograd keeps one tensor (also conv2's input), not two
+        out = self.conv2(F.selu(self.bn2(self.conv1(x)), inplace=True))  # (B, C_out, F, T)
+        out += x if self.conv_downsample is None else self.conv_downsample(x)
+        return max_pool_time3(out) if self.pool else out
 
 
 def residual_encoder(filts: list, *, pool: bool = True) -> nn.Sequential:
