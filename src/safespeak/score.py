@@ -199,6 +199,8 @@ def score_items(
 
     opts = opts or ScoreOptions()
     window = int(opts.window or model.input_length)
+    # a model with a bounded input (Rawformer's positional table) scores long files in windows it accepts
+    window = min(window, int(getattr(model, "max_input_length", None) or window))
     model = model.to(opts.device).eval()
     result = ScoreResult()
     sums: dict[int, float] = {}
