@@ -120,13 +120,11 @@ def filter_powers(x: Tensor, b: Tensor, lengths: Tensor) -> Tensor:
     g.scatter_(2, idx, b.to(device=x.device, dtype=x.dtype))
     h = torch.fft.rfft(g)  # (B, F, m/2 + 1)
     xp = torch.nn.functional.pad(x, (lead, (n_blk - 1) * hop + m - lead - t))
-    blocks = xp.unfold(1, m, hop)  # (B, n_blk, m), a strided view
-    acc = None
+    blocks = xp.unfold(1, m, hop).contiguous()  # (B, n_blk, m)
+    acc = torch.fft.rfft(blocks).mul_(h[:, :1])  # (B, n_blk, m/2 + 1)
     power = blocks
-    for i in range(n_filt):
-        if i > 0:
-            power = power * blocks  # x^(i+1), block by block
-        term = torch.fft.rfft(power) * h[:, i, None, :]  # (B, n_blk, m/2 + 1)
-        acc = term if acc is None else acc.add_(term)
+    for i in range(1, n_filt):
+        power = power * blocks  # x^(i+1), block by block
+        acc.addcmul_(torch.fft.rfft(power), h[:, i : i + 1])
     y = torch.fft.irfft(acc, n=m)[..., lead : lead + hop]  # (B, n_blk, hop)
     return y.reshape(bsz, n_blk * hop)[:, :t]

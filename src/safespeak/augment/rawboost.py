@@ -163,17 +163,19 @@ def _distinct_positions(
     """Uniform random n-subsets of range(t) per row, as (positions (B, M), keep mask (B, M)).
 
     The first n distinct values of i.i.d. uniform indices are a uniform n-subset (sampling without
-    replacement by rejection). Drawing ~1.25·k candidates and sorting those is far cheaper than a
-    permutation of all T samples; if a row is short of distinct values (only for P near 100 %), the
-    batch falls back to the n smallest of T random keys.
+    replacement by rejection). Drawing ~1.25·k candidates is far cheaper than a permutation or sort
+    of all T samples; if a row is short of distinct values (only for P near 100 %), the batch falls
+    back to the n smallest of T random keys.
     """
     gdev = _gen_device(gen, dev)
     if k <= t // 4:
-        cand = torch.randint(t, (bsz, k + k // 4 + 32), generator=gen, device=gdev).to(dev)
-        srt, order = cand.sort(dim=1, stable=True)  # stable: the earliest draw of a value comes first
-        first = torch.ones_like(srt, dtype=torch.bool)
-        first[:, 1:] = srt[:, 1:] != srt[:, :-1]
-        first = torch.empty_like(first).scatter_(1, order, first)  # back to draw order
+        m = k + k // 4 + 32
+        cand = torch.randint(t, (bsz, m), generator=gen, device=gdev).to(dev)
+        # First occurrence of each value: the smallest draw index written to its slot of a (B, T) table.
+        order = torch.arange(m, device=dev, dtype=torch.int32).expand(bsz, m)
+        table = torch.full((bsz, t), m, device=dev, dtype=torch.int32)
+        table.scatter_reduce_(1, cand, order, reduce="amin")
+        first = table.gather(1, cand) == order
         rank = first.cumsum(dim=1)
         if bool((rank[:, -1] >= n).all()):
             return cand, first & (rank <= n.unsqueeze(1))
@@ -192,7 +194,7 @@ def draw_ssi(bsz: int, t: int, p: RawBoostParams, gen: Gen, dev: torch.device) -
 
 def _peak_norm(y: Tensor) -> Tensor:
     """Divide each row by its peak only when the peak exceeds 1 (the original `normWav(x, 0)`)."""
-    peak = y.abs().amax(dim=-1, keepdim=True)
+    peak = torch.maximum(y.amax(dim=-1, keepdim=True), -y.amin(dim=-1, keepdim=True))  # no |y| temporary
     return y / torch.where(peak > 1, peak, torch.ones_like(peak))
 
 
@@ -207,7 +209,7 @@ def _notch_filter(x: Tensor, d: NotchDraw, p: RawBoostParams) -> Tensor:
 def lnl_apply(x: Tensor, d: NotchDraw, p: RawBoostParams) -> Tensor:
     """LnL convolutive noise: Σ_i filter_i(x^i), mean removed, peak-normalised if the peak exceeds 1."""
     y = _notch_filter(x, d, p)
-    return _peak_norm(y - y.mean(dim=-1, keepdim=True))
+    return _peak_norm(y.sub_(y.mean(dim=-1, keepdim=True)))  # y is a fresh tensor: in place is safe
 
 
 def isd_apply(x: Tensor, d: ISDDraw, p: RawBoostParams) -> Tensor:
