@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from safespeak.checkpoint import load_checkpoint
 from safespeak.cli import main
-from safespeak.config import config_from_dict, load_config
+from safespeak.config import config_from_dict, dump_config, load_config
 from safespeak.data import DataLeakageError, load_split, trials_fingerprint
 from safespeak.train import STATE_FILE, lr_factor, train
 from toydata import ToySSL, toy_config, write_toy_dataset
@@ -41,10 +41,10 @@ def test_lr_schedules() -> None:
 
 
 def test_tiny_recipe_trains_two_epochs_and_computes_dev_eer(tmp_path: Path) -> None:
-    toy = write_toy_dataset(tmp_path / "toy", {"train": 12, "dev": 8}, seed=2)  # 2 steps per epoch
+    toy = write_toy_dataset(tmp_path / "toy", {"train": 8, "dev": 6}, seed=2)  # 2 steps per epoch
     cfg = load_config(
         CONFIGS / "tiny-cpu.yaml",
-        [*_paths(toy), f"train.out_dir={tmp_path / 'run'}", "train.tensorboard=true", "data.batch_size=6"],
+        [*_paths(toy), f"train.out_dir={tmp_path / 'run'}", "train.tensorboard=true", "data.batch_size=4"],
     )
     res = train(cfg)
     assert res.epochs_run == 2 and [h["epoch"] for h in res.history] == [0, 1]
@@ -138,3 +138,26 @@ def test_ssl_param_group_gets_its_own_lr(toy, tmp_path: Path) -> None:
 def test_bf16_autocast_and_grad_clip_train(toy, tmp_path: Path) -> None:
     res = train(config_from_dict(toy_config(toy, tmp_path, epochs=1, precision="bf16", grad_clip=0.5)))
     assert math.isfinite(res.history[0]["train_loss"]) and 0.0 <= res.history[0]["dev_eer"] <= 1.0
+
+
+def test_resume_guards_and_edge_cases(toy, tmp_path: Path) -> None:
+    cfg = config_from_dict(toy_config(toy, tmp_path, epochs=1))
+    (tmp_path / "config.yaml").write_text(dump_config(cfg))  # killed before its first state save
+    first = train(cfg, resume=True)  # starts from scratch
+    assert first.epochs_run == 1 and (tmp_path / STATE_FILE).exists()
+    with pytest.raises(FileExistsError, match="continue with --resume"):
+        train(cfg)
+    changed = config_from_dict(toy_config(toy, tmp_path, epochs=1, lr=1e-2))
+    with pytest.raises(ValueError, match=r"config.yaml: the resumed config differs in train.lr"):
+        train(changed, resume=True)
+    again = train(cfg, resume=True)  # a finished run: nothing left to train, same result
+    assert again.history == first.history and again.best_epoch == first.best_epoch
+
+
+def test_train_command_help_documents_every_option(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for opt in ("--set KEY=VALUE", "--resume RUN_DIR", "--allow-leakage", "YAML recipe"):
+        assert opt in text

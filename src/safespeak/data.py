@@ -104,7 +104,7 @@ class EpochBatchSampler:
         self.epoch, self.start_batch = int(epoch), int(start_batch)
 
     def __len__(self) -> int:
-        return self.n // (self.batch_size * self.world) - self.start_batch
+        return max(0, self.n // (self.batch_size * self.world) - self.start_batch)
 
     def __iter__(self) -> Iterator[list[int]]:
         perm = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)

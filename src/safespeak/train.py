@@ -394,12 +394,19 @@ class _Run:
 
 def train(cfg: ExperimentConfig, *, resume: bool = False) -> TrainResult:
     """Train a recipe into `cfg.train.out_dir` (resume from its `state.pt` when `resume`)."""
+    run_dir = Path(cfg.train.out_dir)
+    if resume:
+        _check_resume_config(cfg, run_dir)
+    elif (run_dir / STATE_FILE).exists():
+        raise FileExistsError(
+            f"{run_dir / STATE_FILE} exists: continue with --resume {run_dir} or choose another train.out_dir"
+        )
     d = setup(cfg.train.device)
     try:
         run = _Run(cfg, d)
-        if resume:
+        if resume and (run_dir / STATE_FILE).exists():
             run.load_state()
-        elif d.is_main:
+        elif d.is_main:  # a fresh run (or one killed before its first state save)
             run.run_dir.mkdir(parents=True, exist_ok=True)
             (run.run_dir / "config.yaml").write_text(dump_config(cfg))
         while run.s["epoch"] < cfg.train.epochs and not run.s["stopped"]:
@@ -408,6 +415,27 @@ def train(cfg: ExperimentConfig, *, resume: bool = False) -> TrainResult:
         return run.finish()
     finally:
         cleanup()
+
+
+def _check_resume_config(cfg: ExperimentConfig, run_dir: Path) -> None:
+    """A resumed run must use the config it started with, else it would not finish as it would have."""
+    saved = config_to_dict(load_run_config(run_dir))
+    given = config_to_dict(cfg)
+
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    a, b = flat(saved), flat(given)
+    diff = sorted(
+        k
+        for k in a.keys() | b.keys()
+        if a.get(k) != b.get(k) and k not in {"data.allow_overlap", "train.out_dir"}
+    )
+    if diff:
+        raise ValueError(f"{run_dir / 'config.yaml'}: the resumed config differs in {', '.join(diff)}")
 
 
 def load_run_config(run_dir: str | Path) -> ExperimentConfig:
@@ -459,7 +487,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if args.allow_leakage:
             cfg = config_from_dict(config_to_dict(cfg), ["data.allow_overlap=true"])
         result = train(cfg, resume=resume)
-    except (ConfigError, DataLeakageError, FileNotFoundError) as exc:
+    except (ConfigError, DataLeakageError, FileNotFoundError, FileExistsError) as exc:
         print(f"safespeak train: error: {exc}", file=sys.stderr)
         return 2
     print(
