@@ -122,10 +122,24 @@ def test_list_file_inputs_and_errors(tmp_path: Path) -> None:
         collect_inputs(lst)
 
 
-def test_directory_ids_fall_back_to_relative_paths_when_stems_collide(tmp_path: Path) -> None:
+def test_directory_ids_are_relative_paths_matching_the_folder_protocol(tmp_path: Path) -> None:
     write_wav(tmp_path / "d1" / "a.wav", np.zeros(10))
     write_wav(tmp_path / "d2" / "a.wav", np.zeros(10))
     assert sorted(i.trial_id for i in collect_inputs(tmp_path)) == ["d1/a", "d2/a"]
+
+
+def test_scoring_a_folder_dataset_evaluates_against_the_folder_protocol(tmp_path: Path) -> None:
+    from safespeak.evaluate import evaluate
+    from safespeak.score import write_scores_csv
+
+    root = tmp_path / "data"
+    for i in range(4):
+        write_wav(root / "bonafide" / f"b{i}.wav", np.full(1600, 0.1 + 0.01 * i))
+        write_wav(root / "spoof" / "A01" / f"s{i}.wav", np.full(1600, -0.1 - 0.01 * i))
+    res = score_items(MeanModel(), collect_inputs(root), progress=False)
+    write_scores_csv(tmp_path / "s.csv", res.scores)
+    ev = evaluate(tmp_path / "s.csv", root, "folder")
+    assert (ev["n_bonafide"], ev["n_spoof"], ev["eer"]) == (4, 4, 0.0)
 
 
 def test_detect_prints_label_and_calibrated_probability(

@@ -89,8 +89,8 @@ def collect_inputs(
 ) -> list[ScoreItem]:
     """Files to score from a directory, a protocol (with `protocol_format`) or a list file.
 
-    - directory: every audio file below it; id = file stem (relative path without suffix when stems
-      collide);
+    - directory: every audio file below it; id = relative path without suffix (the stem in a flat
+      folder);
     - protocol: `safespeak.protocols.read_protocol`; audio paths from the protocol or `audio_dir`;
     - list file: one path per line, or `id path` per line; blank lines and `#` comments are skipped.
     """
@@ -108,11 +108,9 @@ def _items_from_dir(root: Path) -> list[ScoreItem]:
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
     if not files:
         raise ValueError(f"{root}: no audio files ({', '.join(AUDIO_SUFFIXES)}) found")
-    stems = [p.stem for p in files]
-    if len(set(stems)) == len(stems):
-        ids = stems
-    else:  # same name in several folders: keep them apart by their relative path
-        ids = [p.relative_to(root).with_suffix("").as_posix() for p in files]
+    # relative path without suffix: the stem for a flat folder (ASVspoof), and the same ids as the
+    # `folder` protocol format (bonafide/x, spoof/A01/y) for class folders
+    ids = [p.relative_to(root).with_suffix("").as_posix() for p in files]
     return [ScoreItem(i, str(p)) for i, p in zip(ids, files, strict=True)]
 
 
