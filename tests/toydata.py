@@ -35,6 +35,8 @@ class ToyCNN(CountermeasureModel):
         self.conv2 = nn.Conv1d(channels, channels, 8, stride=4)
         self.drop = nn.Dropout(dropout)
         self.fc = nn.Linear(2 * channels, 2)
+        # a parameter forward never uses, like AASIST's kept-for-key-parity BatchNorm: DDP must cope
+        self.unused = nn.Parameter(torch.zeros(1))
         self.delay = delay
         self.input_length = 4000
 

@@ -126,6 +126,8 @@ class TrainConfig:
     swa_start_epoch: int = 0
     precision: Literal["fp32", "bf16"] = "fp32"
     device: str = "auto"
+    # DDP must skip parameters that get no gradient (AASIST's unused BN, SSL layer drop); false is faster
+    ddp_find_unused: bool = True
     patience: int | None = None
     save_every_steps: int = 200
     log_every_steps: int = 10

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -147,7 +148,9 @@ class _Run:
         self.model: torch.nn.Module = self.core
         if d.world > 1:
             ids = [d.device.index] if d.device.type == "cuda" else None
-            self.model = torch.nn.parallel.DistributedDataParallel(self.core, device_ids=ids)
+            self.model = torch.nn.parallel.DistributedDataParallel(
+                self.core, device_ids=ids, find_unused_parameters=cfg.train.ddp_find_unused
+            )
 
     def _param_groups(self) -> Any:
         t = self.cfg.train
@@ -487,6 +490,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if args.allow_leakage:
             cfg = config_from_dict(config_to_dict(cfg), ["data.allow_overlap=true"])
         result = train(cfg, resume=resume)
+        if os.environ.get("RANK", "0") != "0":  # torchrun: one summary line per job
+            return 0
     except (ConfigError, DataLeakageError, FileNotFoundError, FileExistsError) as exc:
         print(f"safespeak train: error: {exc}", file=sys.stderr)
         return 2
