@@ -53,10 +53,10 @@ class _Args:
         return (_record_call, (self.cfg,))
 
 
-def _tiny_hf(layer_mode: bool) -> nn.Module:
+def _tiny_hf(layer_mode: bool, hidden: int = 32, layers: int = 2, heads: int = 4) -> nn.Module:
     torch.manual_seed(0)
     cfg = transformers.Wav2Vec2Config(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=40,
+        hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=40,
         conv_dim=(8, 8, 8), conv_kernel=(10, 3, 2), conv_stride=(5, 2, 2), conv_bias=layer_mode,
         num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=4, vocab_size=4,
         feat_extract_norm="layer" if layer_mode else "group", do_stable_layer_norm=layer_mode,
@@ -85,7 +85,7 @@ def _fairseq_state(model: nn.Module, layer_mode: bool) -> dict[str, torch.Tensor
         state[key] = value.clone()
     # pre-training-only modules a real checkpoint carries
     state.update({"quantizer.vars": torch.zeros(1, 640, 128), "project_q.weight": torch.zeros(256, 128),
-                  "final_proj.weight": torch.zeros(256, 32)})  # fmt: skip
+                  "final_proj.weight": torch.zeros(256, model.config.hidden_size)})  # fmt: skip
     return state
 
 

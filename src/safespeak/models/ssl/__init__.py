@@ -15,6 +15,7 @@ from safespeak.models.registry import register
 from safespeak.models.ssl.aggregate import LayerAggregation
 from safespeak.models.ssl.dphubert import DPHUBERT_SP075_CONFIG, PrunedWav2Vec2, build_dphubert, load_dphubert
 from safespeak.models.ssl.model import BACKBONES, SSLCountermeasure, build_backbone, build_ssl_model
+from safespeak.models.ssl.seed import load_seed_checkpoint
 
 __all__ = [
     "BACKBONES",
@@ -26,6 +27,7 @@ __all__ = [
     "build_dphubert",
     "build_ssl_model",
     "load_dphubert",
+    "load_seed_checkpoint",
 ]
 
 

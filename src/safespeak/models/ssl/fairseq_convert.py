@@ -190,7 +190,7 @@ def _hf_config(state: dict[str, torch.Tensor], cfg: dict[str, Any]) -> Any:
         layerdrop=float(cfg.get("encoder_layerdrop", 0.0)),
         mask_time_prob=0.05 if "mask_emb" in state else 0.0,
         apply_spec_augment=False,
-        vocab_size=2,
+        vocab_size=32,  # unused by the base model; large enough for the default special-token ids
     )
 
 

@@ -27,6 +27,9 @@ _VOLATILE_KEYS = ("_name_or_path", "transformers_version", "architectures", "dty
 class HFBackbone(nn.Module):
     """Wraps a transformers base model; `extract_features` returns every hidden state.
 
+    The list is the transformer input then each layer's output; the last entry is the model's
+    `last_hidden_state` (after the final LayerNorm in pre-norm models such as XLS-R).
+
     `normalize`: zero-mean / unit-variance per utterance, as the model's feature extractor does when its
     `preprocessor_config.json` says `do_normalize` (XLS-R does). SpecAugment-style masking is switched off
     (`apply_spec_augment=False`): the seed's fairseq front-end called `extract_features(mask=False)`.
@@ -81,7 +84,11 @@ class HFBackbone(nn.Module):
         lengths_out = None
         if lengths is not None:
             lengths_out = self.model._get_feat_extract_output_lengths(lengths)
-        return list(out.hidden_states), lengths_out
+        # transformers 5 records each layer's output, so for pre-norm (stable layer norm) models the last
+        # entry misses the encoder's final LayerNorm; the seed's fairseq XLS-R output includes it.
+        hidden = list(out.hidden_states)
+        hidden[-1] = out.last_hidden_state
+        return hidden, lengths_out
 
 
 def _zero_mean_unit_var(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
