@@ -410,7 +410,8 @@ class AttentiveStatsPool(nn.Module):
 class SelfAttentionPool(nn.Module):
     """SEMAA node readout: tanh-scored softmax weights over nodes -> [weighted sum, weighted std].
 
-    (B, N, D) -> (B, 2D). The std is unbiased (N - 1), as in the reference. In training mode a tiny
+    (B, N, D) -> (B, 2D). The std is unbiased (N - 1), as in the reference; for a single node (short
+    inputs) the reference returns NaN, here the std is 0. In training mode a tiny
     Gaussian noise (`noise_std`) is added before the std, as the reference does to keep the gradient of
     a zero std finite; in eval mode it is off, so inference is deterministic.
     """
@@ -429,6 +430,8 @@ class SelfAttentionPool(nn.Module):
         noisy = weighted
         if self.training and self.noise_std > 0:
             noisy = weighted + self.noise_std * torch.randn_like(weighted)
+        if x.shape[1] == 1:  # unbiased std of one node is NaN in the reference; use 0 so short inputs work
+            return torch.cat([weighted.sum(dim=1), torch.zeros_like(weighted[:, 0])], dim=1)
         return torch.cat([weighted.sum(dim=1), noisy.std(dim=1)], dim=1)
 
 
