@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import require_shared
 
+from conftest import require_shared
 from safespeak.models import build, from_reference
 from safespeak.models.blocks import GraphPool, ResidualBlock, SincFilterbank
 
@@ -56,7 +56,9 @@ def test_reference_parity(name: str) -> None:
         np.testing.assert_allclose(hidden.numpy(), io["last_hidden"], atol=1e-4, rtol=0)
         np.testing.assert_allclose(model.encode(x).numpy(), io["encoder_out"], atol=1e-4, rtol=0)
         for i in range(x.shape[0]):  # batch size 1, row by row
-            np.testing.assert_allclose(model(x[i : i + 1]).numpy(), io["logits"][i : i + 1], atol=1e-4, rtol=0)
+            np.testing.assert_allclose(
+                model(x[i : i + 1]).numpy(), io["logits"][i : i + 1], atol=1e-4, rtol=0
+            )
         hidden, logits = model.forward_features(torch.from_numpy(io["x_var"]))
     np.testing.assert_allclose(logits.numpy(), io["logits_var"], atol=1e-4, rtol=0)
     np.testing.assert_allclose(hidden.numpy(), io["last_hidden_var"], atol=1e-4, rtol=0)
@@ -104,7 +106,10 @@ def test_bn1_is_kept_but_has_no_effect() -> None:
         block.bn1.running_mean.add_(1.0)
     torch.testing.assert_close(block(x), before)
     assert before.shape == (2, 6, 5, 4)
-    assert "bn1.weight" in block.state_dict() and "bn1.weight" not in ResidualBlock(1, 6, first=True).state_dict()
+    assert (
+        "bn1.weight" in block.state_dict()
+        and "bn1.weight" not in ResidualBlock(1, 6, first=True).state_dict()
+    )
 
 
 def test_graph_pool_keeps_top_scored_nodes() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import require_shared
 
+from conftest import require_shared
 from safespeak.models import build, from_reference
 from safespeak.models.blocks import AttentiveStatsPool, SelfAttentionPool
 
@@ -27,7 +27,9 @@ def test_reference_parity() -> None:
         np.testing.assert_allclose(logits.numpy(), io["logits"], atol=1e-4, rtol=0)
         np.testing.assert_allclose(hidden.numpy(), io["last_hidden"], atol=1e-4, rtol=0)
         for i in range(x.shape[0]):  # the reference takes another code path for batch size 1
-            np.testing.assert_allclose(model(x[i : i + 1]).numpy(), io["logits"][i : i + 1], atol=1e-4, rtol=0)
+            np.testing.assert_allclose(
+                model(x[i : i + 1]).numpy(), io["logits"][i : i + 1], atol=1e-4, rtol=0
+            )
         hidden, logits = model.forward_features(torch.from_numpy(io["x_var"]))
     np.testing.assert_allclose(logits.numpy(), io["logits_var"], atol=1e-4, rtol=0)
     np.testing.assert_allclose(hidden.numpy(), io["last_hidden_var"], atol=1e-4, rtol=0)

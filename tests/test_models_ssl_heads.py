@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import require_shared
 
+from conftest import require_shared
 from safespeak.models import build, from_reference
 from safespeak.models.ssl_heads import SSLAASISTHead, SSLSEMAAHead
 
