@@ -100,6 +100,14 @@ def test_leakage_guard_refuses_to_start_unless_allowed(toy, tmp_path: Path) -> N
     assert not (tmp_path / "a").exists()
     raw["data"]["allow_overlap"] = True
     assert train(config_from_dict(raw)).epochs_run == 1
+    spoof_only = tmp_path / "spoof.txt"
+    spoof_only.write_text(
+        "".join(ln + "\n" for ln in toy.protocols["dev"].read_text().splitlines() if "spoof" in ln)
+    )
+    raw["data"]["dev"] = {"protocol": str(spoof_only), "audio_dir": str(toy.audio_dirs["dev"])}
+    raw["train"]["out_dir"] = str(tmp_path / "b")
+    with pytest.raises(ValueError, match=r"spoof\.txt: the dev EER needs both bona fide and spoof"):
+        train(config_from_dict(raw))
 
 
 def test_cli_reports_config_and_leakage_errors(toy, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

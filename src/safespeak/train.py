@@ -15,8 +15,9 @@ A run killed at any point and resumed (`safespeak train --resume RUN_DIR`) ends 
 uninterrupted run: the batch order and crops are pure functions of (seed, epoch) (see `safespeak.data`),
 so a resume skips exactly the consumed batches. Under torchrun each rank takes a disjoint slice of the
 same global batch and the loss is normalised by the global weight sum, so gradients equal those of one
-process with `batch_size * world` (exactly so for models without BatchNorm, whose statistics are
-per-rank).
+process with `batch_size * world` — exactly so for BatchNorm-free models, since BatchNorm statistics
+stay per rank (no SyncBatchNorm; SWA's BatchNorm refresh also runs per rank and rank 0's is saved).
+Checkpoints, state and logs come from rank 0; dev scores are gathered from all ranks.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ from safespeak.distributed import (
 )
 from safespeak.protocols import Trial
 
-__all__ = ["TrainResult", "lr_factor", "register_cli", "train"]
+__all__ = ["TrainResult", "load_run_config", "lr_factor", "register_cli", "train"]
 
 STATE_FILE = "state.pt"
 STATE_FORMAT = "safespeak-train-state/1"
@@ -109,6 +110,8 @@ class _Run:
         self.run_dir = Path(cfg.train.out_dir)
         c = cfg.data
         self.train_trials, self.dev_trials = _load_split(c.train), _load_split(c.dev)
+        if {t.label for t in self.dev_trials} != {0, 1}:
+            raise ValueError(f"{c.dev.protocol}: the dev EER needs both bona fide and spoof trials")
         if not c.allow_overlap:
             check_leakage(self.train_trials, self.dev_trials)
         self.fingerprint = trials_fingerprint(self.train_trials, self.dev_trials)
