@@ -91,3 +91,9 @@ def test_config_is_frozen_plain_data_for_the_yaml_loader():
     # A nested dict from YAML maps onto the dataclasses field by field.
     cfg = AugmentConfig(rawboost_algo=4, rawboost=RawBoostParams(**{"n_f": 3, "snr_min": 5.0}))
     assert cfg.rawboost.n_f == 3 and cfg.rawboost.max_coeff == 100
+
+
+def test_documented_entry_point_is_reachable_by_attribute():
+    import safespeak.augment
+
+    assert callable(safespeak.augment.rawboost.rawboost)

@@ -1,6 +1,8 @@
 """Training-time waveform augmentation on batches (B, T): RawBoost, codecs and channel effects.
 
-`build_augment(AugmentConfig(...))` gives the batch transform the trainer applies after cropping.
+`build_augment(AugmentConfig(...))` gives the batch transform the trainer applies after cropping;
+`safespeak.augment.rawboost.rawboost(x, algo, generator)` is the direct RawBoost entry point (the
+module is deliberately not shadowed by a same-named function here).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from safespeak.augment.pipeline import (
     RawBoostTransform,
     build_augment,
 )
-from safespeak.augment.rawboost import RawBoostParams, rawboost
+from safespeak.augment.rawboost import RawBoostParams
 
 __all__ = [
     "AugmentConfig",
@@ -24,5 +26,4 @@ __all__ = [
     "RawBoostParams",
     "RawBoostTransform",
     "build_augment",
-    "rawboost",
 ]

@@ -8,11 +8,21 @@ float64 (the tensors are tiny); filtering runs in the signal's dtype with overla
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-__all__ = ["band_edges", "filter_powers", "firwin_bandstop", "notch_cascade", "notch_cascade_length"]
+__all__ = [
+    "FIRBank",
+    "band_edges",
+    "filter_powers",
+    "fir_bank",
+    "fir_powers",
+    "firwin_bandstop",
+    "notch_cascade",
+    "notch_cascade_length",
+]
 
 # `scipy.signal.freqz(b)` evaluates 512 points on [0, π) (the FFT route: rfft(b, 1024)[:512]).
 FREQZ_POINTS = 512
@@ -96,6 +106,53 @@ def _block_size(taps: int, n: int) -> int:
     return 1 << (min(want, cap) - 1).bit_length()
 
 
+@dataclass(frozen=True)
+class FIRBank:
+    """Per-example FIR filters prepared for overlap-save filtering of length-T signals.
+
+    h: (B, F, m/2 + 1) spectra of the circularly shifted taps; m: block size; lead/hop: block layout.
+    Built by `fir_bank`; rows can be sliced (h[rows]) to filter a chunk of the batch.
+    """
+
+    h: Tensor
+    m: int
+    lead: int
+    hop: int
+
+
+def fir_bank(b: Tensor, lengths: Tensor, t: int, dtype: torch.dtype = torch.float32) -> FIRBank:
+    """Prepare `b` (B, F, L) left-aligned taps with true odd `lengths` (B, F) for signals of length t."""
+    if b.ndim != 3 or lengths.shape != b.shape[:2]:
+        raise ValueError(f"fir_bank expects b (B, F, L) and lengths (B, F); got {tuple(b.shape)}, "
+                         f"{tuple(lengths.shape)}")
+    bsz, n_filt, ell = b.shape
+    m = _block_size(ell, t)
+    lead = (ell - 1) // 2  # ≥ max over filters of the causal reach (L − 3)/2
+    hop = m - lead - (ell + 2) // 2  # (ell + 2)//2 ≥ the largest look-ahead N/2
+    # Circularly shifted taps: tap j sits at (j − N/2) mod m, so block outputs come out already aligned.
+    shift = (lengths.to(b.device) + 1) // 2  # (B, F)
+    idx = (torch.arange(ell, device=b.device) - shift.unsqueeze(-1)) % m  # (B, F, L)
+    g = torch.zeros(bsz, n_filt, m, dtype=dtype, device=b.device)
+    g.scatter_(2, idx, b.to(dtype))
+    return FIRBank(h=torch.fft.rfft(g), m=m, lead=lead, hop=hop)
+
+
+def fir_powers(x: Tensor, bank: FIRBank) -> Tensor:
+    """Σ_i FIR_i(x^(i+1)) for a prepared bank; x: (B, T) with the bank's B and T. Returns (B, T)."""
+    bsz, t = x.shape
+    h, m, lead, hop = bank.h.to(x.device), bank.m, bank.lead, bank.hop
+    n_blk = -(-t // hop)
+    xp = torch.nn.functional.pad(x, (lead, (n_blk - 1) * hop + m - lead - t))
+    blocks = xp.unfold(1, m, hop).contiguous()  # (B, n_blk, m)
+    acc = torch.fft.rfft(blocks).mul_(h[:, :1])  # (B, n_blk, m/2 + 1)
+    power = blocks
+    for i in range(1, h.shape[1]):
+        power = power * blocks  # x^(i+1), block by block
+        acc.addcmul_(torch.fft.rfft(power), h[:, i : i + 1])
+    y = torch.fft.irfft(acc, n=m)[..., lead : lead + hop]  # (B, n_blk, hop)
+    return y.reshape(bsz, n_blk * hop)[:, :t]
+
+
 def filter_powers(x: Tensor, b: Tensor, lengths: Tensor) -> Tensor:
     """Σ_i FIR(x^(i+1), b[:, i]) with the original RawBoost alignment, by overlap-save FFT.
 
@@ -104,27 +161,7 @@ def filter_powers(x: Tensor, b: Tensor, lengths: Tensor) -> Tensor:
     trimmed to `[N/2 : len − N/2]` with N = length + 1, i.e. output[t] = Σ_j b[j]·x[t + N/2 − j],
     so the output keeps length T. Returns (B, T) in x's dtype.
     """
-    if x.ndim != 2 or b.ndim != 3 or b.shape[0] != x.shape[0] or lengths.shape != b.shape[:2]:
-        raise ValueError(f"filter_powers expects x (B, T), b (B, F, L), lengths (B, F); got "
-                         f"{tuple(x.shape)}, {tuple(b.shape)}, {tuple(lengths.shape)}")
-    bsz, t = x.shape
-    n_filt, ell = b.shape[1], b.shape[2]
-    m = _block_size(ell, t)
-    lead = (ell - 1) // 2  # ≥ max over filters of the causal reach (L − 3)/2
-    hop = m - lead - (ell + 2) // 2  # (ell + 2)//2 ≥ the largest look-ahead N/2
-    n_blk = -(-t // hop)
-    # Circularly shifted taps: tap j sits at (j − N/2) mod m, so block outputs come out already aligned.
-    shift = (lengths.to(x.device) + 1) // 2  # (B, F)
-    idx = (torch.arange(ell, device=x.device) - shift.unsqueeze(-1)) % m  # (B, F, L)
-    g = torch.zeros(bsz, n_filt, m, dtype=x.dtype, device=x.device)
-    g.scatter_(2, idx, b.to(device=x.device, dtype=x.dtype))
-    h = torch.fft.rfft(g)  # (B, F, m/2 + 1)
-    xp = torch.nn.functional.pad(x, (lead, (n_blk - 1) * hop + m - lead - t))
-    blocks = xp.unfold(1, m, hop).contiguous()  # (B, n_blk, m)
-    acc = torch.fft.rfft(blocks).mul_(h[:, :1])  # (B, n_blk, m/2 + 1)
-    power = blocks
-    for i in range(1, n_filt):
-        power = power * blocks  # x^(i+1), block by block
-        acc.addcmul_(torch.fft.rfft(power), h[:, i : i + 1])
-    y = torch.fft.irfft(acc, n=m)[..., lead : lead + hop]  # (B, n_blk, hop)
-    return y.reshape(bsz, n_blk * hop)[:, :t]
+    if x.ndim != 2 or b.ndim != 3 or b.shape[0] != x.shape[0]:
+        msg = f"filter_powers expects x (B, T) and b (B, F, L); got {tuple(x.shape)}, {tuple(b.shape)}"
+        raise ValueError(msg)
+    return fir_powers(x, fir_bank(b.to(x.device), lengths, x.shape[1], x.dtype))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from safespeak.augment.filters import filter_powers, notch_cascade
+from safespeak.augment.filters import FIRBank, fir_bank, fir_powers, notch_cascade
 
 __all__ = [
     "ALGORITHMS",
@@ -198,18 +198,22 @@ def _peak_norm(y: Tensor) -> Tensor:
     return y / torch.where(peak > 1, peak, torch.ones_like(peak))
 
 
-def _notch_filter(x: Tensor, d: NotchDraw, p: RawBoostParams) -> Tensor:
+def _bank(d: NotchDraw, p: RawBoostParams, t: int, dtype: torch.dtype, dev: torch.device) -> FIRBank:
     max_taps = p.max_taps
     if d.numtaps.device.type == "cpu":  # replayed draws may exceed the bound; don't sync a GPU to check
         max_taps = max(max_taps, int(d.numtaps.max()))
     b, lengths = notch_cascade(d.fc, d.bw, d.numtaps, d.gain_db, p.fs, max_taps)
-    return filter_powers(x, b, lengths)
+    return fir_bank(b.to(dev), lengths.to(dev), t, dtype)
+
+
+def _lnl(x: Tensor, bank: FIRBank) -> Tensor:
+    y = fir_powers(x, bank)
+    return _peak_norm(y.sub_(y.mean(dim=-1, keepdim=True)))  # y is a fresh tensor: in place is safe
 
 
 def lnl_apply(x: Tensor, d: NotchDraw, p: RawBoostParams) -> Tensor:
     """LnL convolutive noise: Σ_i filter_i(x^i), mean removed, peak-normalised if the peak exceeds 1."""
-    y = _notch_filter(x, d, p)
-    return _peak_norm(y.sub_(y.mean(dim=-1, keepdim=True)))  # y is a fresh tensor: in place is safe
+    return _lnl(x, _bank(d, p, x.shape[1], x.dtype, x.device))
 
 
 def isd_apply(x: Tensor, d: ISDDraw, p: RawBoostParams) -> Tensor:
@@ -221,15 +225,26 @@ def isd_apply(x: Tensor, d: ISDDraw, p: RawBoostParams) -> Tensor:
     return _peak_norm(x + x * gain)
 
 
-def ssi_apply(x: Tensor, d: SSIDraw, p: RawBoostParams) -> Tensor:
-    """SSI additive noise: the filtered noise, scaled to the drawn SNR relative to x, is added to x."""
-    noise = _notch_filter(d.noise.to(x.dtype), d.notch, p)
+@dataclass(frozen=True)
+class _SSIReady:
+    noise: Tensor  # (B, T) white noise
+    bank: FIRBank  # its designed notch filter (F = 1)
+    snr_db: Tensor  # (B,)
+
+
+def _ssi(x: Tensor, r: _SSIReady) -> Tensor:
+    noise = fir_powers(r.noise.to(x.dtype), r.bank)
     # The original peak-normalises the noise first; that factor cancels in the energy scaling below.
     tiny = torch.finfo(x.dtype).tiny
     nn = torch.linalg.vector_norm(noise, dim=-1, keepdim=True).clamp_min(tiny)
     nx = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
-    snr = d.snr_db.to(x.dtype).unsqueeze(-1)
+    snr = r.snr_db.to(x.dtype).unsqueeze(-1)
     return x + noise * (nx / (nn * torch.pow(10.0, 0.05 * snr)))
+
+
+def ssi_apply(x: Tensor, d: SSIDraw, p: RawBoostParams) -> Tensor:
+    """SSI additive noise: the filtered noise, scaled to the drawn SNR relative to x, is added to x."""
+    return _ssi(x, _SSIReady(d.noise, _bank(d.notch, p, x.shape[1], x.dtype, x.device), d.snr_db))
 
 
 def _params(params: dict[str, object]) -> RawBoostParams:
@@ -240,23 +255,63 @@ def _params(params: dict[str, object]) -> RawBoostParams:
     return RawBoostParams(**params)  # type: ignore[arg-type]
 
 
+Ready = FIRBank | ISDDraw | _SSIReady  # a stage's draws with its filters designed for the whole batch
+
+# On CPU, rows are processed in chunks of about this many samples so that the FFT blocks, powers and
+# spectra of a chunk stay in cache; whole-batch passes over (B, T) are memory-bound and several times slower.
+CPU_CHUNK_SAMPLES = 1 << 17
+
+
+def _rows(r: Ready, rows: slice) -> Ready:
+    """The same prepared stage restricted to a chunk of rows (tensors sliced, block sizes kept)."""
+    fields = {}
+    for f in dataclasses.fields(r):
+        v = getattr(r, f.name)
+        if dataclasses.is_dataclass(v):
+            v = _rows(v, rows)
+        elif torch.is_tensor(v):
+            v = v[rows]
+        fields[f.name] = v
+    return type(r)(**fields)
+
+
+def _prepare(stage: str, bsz: int, t: int, p: RawBoostParams, gen: Gen, dev: torch.device) -> Ready:
+    # Draws, then filter design, for the whole batch at once (small tensors, one call each).
+    if stage == "L":
+        return _bank(draw_lnl(bsz, p, gen, dev), p, t, torch.float32, dev)
+    if stage == "I":
+        return draw_isd(bsz, t, p, gen, dev)
+    d = draw_ssi(bsz, t, p, gen, dev)
+    return _SSIReady(d.noise, _bank(d.notch, p, t, torch.float32, dev), d.snr_db)
+
+
+def _apply_stages(x: Tensor, algo: int, ready: list[Ready], p: RawBoostParams) -> Tensor:
+    if algo == 8:  # parallel: both see the input; the sum is peak-normalised
+        return _peak_norm(_lnl(x, ready[0]) + isd_apply(x, ready[1], p))
+    for stage, r in zip(ALGORITHMS[algo], ready, strict=True):
+        x = _lnl(x, r) if stage == "L" else isd_apply(x, r, p) if stage == "I" else _ssi(x, r)
+    return x
+
+
 def rawboost_batch(x: Tensor, algo: int, gen: Gen, p: RawBoostParams) -> Tensor:
-    """`rawboost` with a ready `RawBoostParams`; x: (B, T) float32. Returns (B, T)."""
+    """`rawboost` with a ready `RawBoostParams`; x: (B, T) float32. Returns (B, T).
+
+    All random parameters are drawn for the whole batch first, so the result does not depend on the
+    row chunking used on CPU.
+    """
     if algo not in ALGORITHMS:
         raise ValueError(f"unknown RawBoost algo {algo!r}; expected one of {sorted(ALGORITHMS)}")
     bsz, t = x.shape
-    dev = x.device
-    if algo == 8:
-        y = lnl_apply(x, draw_lnl(bsz, p, gen, dev), p)
-        return _peak_norm(y + isd_apply(x, draw_isd(bsz, t, p, gen, dev), p))
-    for stage in ALGORITHMS[algo]:
-        if stage == "L":
-            x = lnl_apply(x, draw_lnl(bsz, p, gen, dev), p)
-        elif stage == "I":
-            x = isd_apply(x, draw_isd(bsz, t, p, gen, dev), p)
-        else:
-            x = ssi_apply(x, draw_ssi(bsz, t, p, gen, dev), p)
-    return x
+    stages = ALGORITHMS[algo].replace("+", "")
+    ready = [_prepare(s, bsz, t, p, gen, x.device) for s in stages]
+    step = max(1, CPU_CHUNK_SAMPLES // t) if x.device.type == "cpu" else bsz
+    if step >= bsz or not stages:
+        return _apply_stages(x, algo, ready, p)
+    out = torch.empty_like(x)
+    for start in range(0, bsz, step):
+        rows = slice(start, start + step)
+        out[rows] = _apply_stages(x[rows], algo, [_rows(r, rows) for r in ready], p)
+    return out
 
 
 def rawboost(x: Tensor, algo: int, generator: torch.Generator | None = None, **params: object) -> Tensor:
