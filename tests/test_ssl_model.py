@@ -177,3 +177,20 @@ def test_importing_the_package_does_not_import_transformers() -> None:
     code = "import sys, safespeak.models.ssl; print('transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+_RECIPES = sorted(Path(__file__).resolve().parents[1].glob("configs/*.yaml"))
+_SSL_RECIPES = [p for p in _RECIPES if "arch: ssl-" in p.read_text()]
+
+
+@pytest.mark.parametrize("recipe", _SSL_RECIPES, ids=lambda p: p.stem)
+def test_shipped_ssl_recipes_build_with_a_local_backbone(recipe, tiny_dir, tiny_head) -> None:
+    from safespeak.config import load_config
+
+    model_cfg = load_config(recipe).model
+    overrides = dict(model_cfg.overrides)
+    local = {"hf": str(tiny_dir)}.get(overrides.get("backbone", "dphubert"))
+    overrides.pop("source", None)  # the recipes name files the user provides; swap in local ones
+    model = build(model_cfg.arch, **overrides, **({"source": local} if local else {}))
+    assert model(torch.randn(1, 4000)).shape == (1, 2)
+    assert model.frozen is bool(overrides.get("freeze", False))
