@@ -115,6 +115,9 @@ def test_cli_reports_config_and_leakage_errors(toy, tmp_path: Path, capsys: pyte
     recipe.write_text("train:\n  epohcs: 2\n")
     assert main(["train", str(recipe)]) == 2
     assert "r.yaml:2: train.epohcs: unknown key; did you mean 'epochs'" in capsys.readouterr().err
+    recipe.write_text("train:\n  epochs: 2\n")
+    assert main(["train", str(recipe)]) == 2
+    assert "data.train.protocol: a protocol file is required" in capsys.readouterr().err
     assert main(["train", str(recipe), "--resume", str(tmp_path)]) == 2
     assert "--resume reuses RUN_DIR/config.yaml" in capsys.readouterr().err
     leaky = [

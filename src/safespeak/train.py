@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from safespeak.config import (
+    ConfigError,
     ExperimentConfig,
     SplitConfig,
     config_from_dict,
@@ -96,7 +97,9 @@ def lr_factor(step: int, total_steps: int, schedule: str, min_ratio: float) -> f
 # ------------------------------------------------------------------------------------------ the run
 
 
-def _load_split(sc: SplitConfig) -> list[Trial]:
+def _load_split(sc: SplitConfig, name: str) -> list[Trial]:
+    if not sc.protocol:
+        raise ConfigError(f"data.{name}.protocol: a protocol file is required to train")
     return load_split(
         sc.protocol, sc.format, audio_dir=sc.audio_dir, audio_ext=sc.audio_ext, subset=sc.subset
     )
@@ -109,7 +112,7 @@ class _Run:
         self.cfg, self.d = cfg, dist_info
         self.run_dir = Path(cfg.train.out_dir)
         c = cfg.data
-        self.train_trials, self.dev_trials = _load_split(c.train), _load_split(c.dev)
+        self.train_trials, self.dev_trials = _load_split(c.train, "train"), _load_split(c.dev, "dev")
         if {t.label for t in self.dev_trials} != {0, 1}:
             raise ValueError(f"{c.dev.protocol}: the dev EER needs both bona fide and spoof trials")
         if not c.allow_overlap:
@@ -478,9 +481,6 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from safespeak.config import ConfigError
-    from safespeak.data import DataLeakageError
-
     try:
         if args.resume:
             if args.config or args.overrides:
@@ -495,7 +495,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         result = train(cfg, resume=resume)
         if os.environ.get("RANK", "0") != "0":  # torchrun: one summary line per job
             return 0
-    except (ConfigError, DataLeakageError, FileNotFoundError, FileExistsError) as exc:
+    except (ValueError, OSError) as exc:  # config, protocol, audio, leakage and run-directory errors
         print(f"safespeak train: error: {exc}", file=sys.stderr)
         return 2
     print(
