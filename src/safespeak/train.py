@@ -97,6 +97,13 @@ def lr_factor(step: int, total_steps: int, schedule: str, min_ratio: float) -> f
 # ------------------------------------------------------------------------------------------ the run
 
 
+def _write_text(path: Path, text: str) -> None:
+    """Atomic text write: a kill never leaves a half-written config or result."""
+    from safespeak.checkpoint import atomic_write
+
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
 def _load_split(sc: SplitConfig, name: str) -> list[Trial]:
     if not sc.protocol:
         raise ConfigError(f"data.{name}.protocol: a protocol file is required to train")
@@ -390,7 +397,7 @@ class _Run:
         )
         if self.d.is_main:
             doc = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items()}
-            (self.run_dir / "result.json").write_text(json.dumps(doc, indent=2) + "\n")
+            _write_text(self.run_dir / "result.json", json.dumps(doc, indent=2) + "\n")
         if self.tb is not None:
             self.tb.close()
         return result
@@ -417,7 +424,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False) -> TrainResult:
             run.load_state()
         elif d.is_main:  # a fresh run (or one killed before its first state save)
             run.run_dir.mkdir(parents=True, exist_ok=True)
-            (run.run_dir / "config.yaml").write_text(dump_config(cfg))
+            _write_text(run.run_dir / "config.yaml", dump_config(cfg))
         while run.s["epoch"] < cfg.train.epochs and not run.s["stopped"]:
             run.run_epoch(run.s["epoch"])
             run.end_epoch(run.s["epoch"])
