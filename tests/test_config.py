@@ -10,6 +10,7 @@ import pytest
 from safespeak.config import (
     ConfigError,
     ExperimentConfig,
+    config_diff,
     config_from_dict,
     config_to_dict,
     dump_config,
@@ -183,3 +184,10 @@ def test_augment_section_nests_the_augmentation_config(tmp_path: Path) -> None:
     assert (cfg.augment.rawboost_algo, cfg.augment.channel.codecs) == (4, ("alaw",))
     with pytest.raises(ConfigError, match=r"augment: augment.rawboost_algo must be one of"):
         load_config(_write(tmp_path, BASE), ["augment.rawboost_algo=9"])
+
+
+def test_config_diff_lists_changed_dotted_keys(tmp_path: Path) -> None:
+    a = load_config(_write(tmp_path, BASE))
+    b = load_config(_write(tmp_path, BASE), ["train.lr=1e-3", "model.overrides.gat_dims=[4, 2]"])
+    assert config_diff(a, b) == ["model.overrides.gat_dims", "train.lr"]
+    assert config_diff(a, b, ignore=["train.lr"]) == ["model.overrides.gat_dims"] and config_diff(a, a) == []

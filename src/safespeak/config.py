@@ -31,6 +31,7 @@ __all__ = [
     "ModelConfig",
     "SplitConfig",
     "TrainConfig",
+    "config_diff",
     "config_from_dict",
     "config_to_dict",
     "dump_config",
@@ -409,3 +410,16 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
 def dump_config(cfg: ExperimentConfig) -> str:
     """YAML text of a config (what a run directory stores as `config.yaml`)."""
     return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+
+
+def config_diff(a: Any, b: Any, ignore: typing.Iterable[str] = ()) -> list[str]:
+    """Sorted dotted keys whose values differ between two configs (minus `ignore`)."""
+
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    fa, fb = flat(config_to_dict(a)), flat(config_to_dict(b))
+    return sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k) and k not in set(ignore))

@@ -39,6 +39,7 @@ from safespeak.config import (
     ConfigError,
     ExperimentConfig,
     SplitConfig,
+    config_diff,
     config_from_dict,
     config_to_dict,
     dump_config,
@@ -435,21 +436,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False) -> TrainResult:
 
 def _check_resume_config(cfg: ExperimentConfig, run_dir: Path) -> None:
     """A resumed run must use the config it started with, else it would not finish as it would have."""
-    saved = config_to_dict(load_run_config(run_dir))
-    given = config_to_dict(cfg)
-
-    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-        return out
-
-    a, b = flat(saved), flat(given)
-    diff = sorted(
-        k
-        for k in a.keys() | b.keys()
-        if a.get(k) != b.get(k) and k not in {"data.allow_overlap", "train.out_dir"}
-    )
+    diff = config_diff(load_run_config(run_dir), cfg, ignore=("data.allow_overlap", "train.out_dir"))
     if diff:
         raise ValueError(f"{run_dir / 'config.yaml'}: the resumed config differs in {', '.join(diff)}")
 
