@@ -4,7 +4,9 @@ Applied identically to every bona fide and spoofed file:
 1. resample to 16 kHz mono (soxr);
 2. band-limit to 60-7000 Hz (G.722 bona fide stops at 7 kHz; TTS at 22.05 kHz would not);
 3. trim leading/trailing frames quieter than 40 dB below the loudest 10 ms frame;
-4. scale the active frames to -26 dBFS RMS, capping the peak at -1 dBFS;
+4. scale the active frames to -26 dBFS RMS, then limit peaks to 10 dB above that level with a 5 ms
+   look-ahead limiter and restore the RMS, twice (TTS and vocoders are peakier than recordings: the
+   crest factor was a shortcut); the peak ends within ~1 dB of the limiter ceiling;
 5. pad 150 ms on each side and add a band-limited noise floor at -66 dBFS over the whole file
    (TTS output is digitally silent between words, recordings never are);
 6. store as 16-bit FLAC.
@@ -15,11 +17,12 @@ from __future__ import annotations
 from functools import cache
 
 import numpy as np
+import scipy.ndimage
 import scipy.signal
 
 from safespeak.audio import resample
 
-__all__ = ["CHANNEL_POLICY", "condition", "trim_silence"]
+__all__ = ["CHANNEL_POLICY", "condition", "limit_peaks", "trim_silence"]
 
 SR = 16000
 CHANNEL_POLICY = {
@@ -28,6 +31,9 @@ CHANNEL_POLICY = {
     "trim_db_below_peak_frame": 40.0,
     "trim_frame_ms": 10,
     "active_rms_dbfs": -26.0,
+    "limiter_db_above_rms": 10.0,
+    "limiter_window_ms": 5,
+    "limiter_rounds": 2,
     "peak_cap_dbfs": -1.0,
     "pad_ms": 150,
     "noise_floor_dbfs": -66.0,
@@ -76,12 +82,25 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     return (x * gain).astype(np.float32)
 
 
+def limit_peaks(x: np.ndarray, ceiling: float) -> np.ndarray:
+    """Smooth gain reduction so that |y| <= ceiling: min-filter the needed gain over +-L, then average
+    over +-L/2 (every averaged value is <= the gain needed at the centre sample)."""
+    need = np.minimum(1.0, ceiling / np.maximum(np.abs(x.astype(np.float64)), 1e-12))  # (T,)
+    half = SR * CHANNEL_POLICY["limiter_window_ms"] // 1000
+    gain = scipy.ndimage.minimum_filter1d(need, size=2 * half + 1, mode="nearest")
+    gain = scipy.ndimage.uniform_filter1d(gain, size=half + 1, mode="nearest")
+    return (x * np.minimum(gain, need)).astype(np.float32)
+
+
 def condition(x: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
     """Apply the corpus channel to a (T,) signal; returns (T',) float32 at 16 kHz."""
     y = resample(np.asarray(x, dtype=np.float32), sample_rate, SR)
     if y.shape[0] == 0 or not np.isfinite(y).all() or np.abs(y).max() == 0:
         raise ValueError("empty, silent or non-finite audio cannot be conditioned")
     y = _normalise(trim_silence(_band_limit(y)))
+    ceiling = 10 ** ((CHANNEL_POLICY["active_rms_dbfs"] + CHANNEL_POLICY["limiter_db_above_rms"]) / 20)
+    for _ in range(CHANNEL_POLICY["limiter_rounds"]):  # limiting lowers the RMS; restore it, limit again
+        y = _normalise(limit_peaks(y, ceiling))
     pad = SR * CHANNEL_POLICY["pad_ms"] // 1000
     y = np.pad(y, (pad, pad))
     noise = _band_limit(rng.standard_normal(y.shape[0]).astype(np.float32))
