@@ -162,13 +162,15 @@ def test_dphubert_countermeasure_matches_the_reference_and_restores_without_the_
         assert torch.allclose(restored(x), logits, atol=1e-5)
 
 
-def test_normalize_override_switches_dphubert_waveform_normalisation(ref_io) -> None:
+def test_normalize_and_layer_drop_overrides_for_dphubert(ref_io) -> None:
     from safespeak.models.ssl import build_backbone
 
     path = require_shared(*REF, "dphubert_small.pth")
     plain, _ = build_backbone("dphubert", path)
-    norm, export = build_backbone("dphubert", path, normalize=True)
+    norm, export = build_backbone("dphubert", path, normalize=True, layer_drop=0.0)
     assert export["backbone_config"]["normalize_waveform"] is True
+    assert export["backbone_config"]["encoder_layer_drop"] == 0.0 == norm.encoder.transformer.layer_drop
+    assert plain.encoder.transformer.layer_drop == 0.05  # the checkpoint's value when not overridden
     quiet = 1e-3 * torch.from_numpy(ref_io["x"][:1, :4000])  # variance near the norms' eps: it matters
     with torch.no_grad():
         got = norm.extract_features(quiet)[0][-1]

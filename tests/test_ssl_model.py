@@ -194,3 +194,22 @@ def test_shipped_ssl_recipes_build_with_a_local_backbone(recipe, tiny_dir, tiny_
     model = build(model_cfg.arch, **overrides, **({"source": local} if local else {}))
     assert model(torch.randn(1, 4000)).shape == (1, 2)
     assert model.frozen is bool(overrides.get("freeze", False))
+
+
+def test_layer_drop_keeps_one_hidden_state_per_layer_and_round_trips(tiny_dir) -> None:
+    no_dropout = dict(
+        hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0
+    )
+    backbone, export = build_backbone("hf", tiny_dir, layer_drop=1.0)  # every layer but the first skipped
+    assert export["backbone_config"]["layerdrop"] == 1.0 and backbone.model.config.layerdrop == 0.0
+    restored, _ = build_backbone("hf", backbone_config={**export["backbone_config"], **no_dropout})
+    assert restored.layer_drop == 1.0
+    restored.load_state_dict(backbone.state_dict())
+    x = torch.randn(1, 3000)
+    with torch.no_grad():
+        ref, _ = restored.eval().extract_features(x)
+        hidden, _ = restored.train().extract_features(x)
+    assert len(hidden) == 3 and len(restored.model.encoder.layers) == 2  # layers put back after the call
+    assert torch.equal(hidden[1], ref[1])  # layer 0 always runs
+    assert torch.equal(hidden[2], hidden[1]) and not torch.allclose(hidden[2], ref[2])  # layer 1 skipped
+    assert not any(p.requires_grad for n, p in backbone.named_parameters() if "masked_spec_embed" in n)

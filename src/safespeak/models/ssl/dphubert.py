@@ -339,6 +339,10 @@ class PrunedWav2Vec2(nn.Module):
         """Length of `extract_features`' list: projected input + one per layer."""
         return int(self.config["encoder_num_layers"]) + 1
 
+    def set_layer_drop(self, p: float) -> None:
+        """Probability of skipping each transformer layer in training (`encoder_layer_drop`)."""
+        self.encoder.transformer.layer_drop = self.config["encoder_layer_drop"] = float(p)
+
     def set_gradient_checkpointing(self, enabled: bool = True) -> None:
         """Recompute each transformer layer in backward (saves activation memory when fine-tuning)."""
         self.encoder.transformer.gradient_checkpointing = enabled

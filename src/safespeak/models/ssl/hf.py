@@ -33,11 +33,21 @@ class HFBackbone(nn.Module):
     `normalize`: zero-mean / unit-variance per utterance, as the model's feature extractor does when its
     `preprocessor_config.json` says `do_normalize` (XLS-R does). SpecAugment-style masking is switched off
     (`apply_spec_augment=False`): the seed's fairseq front-end called `extract_features(mask=False)`.
+
+    Layer drop is done here, not by transformers (whose `hidden_states` then simply lacks the skipped
+    layers): `layer_drop` is taken from `config.layerdrop`, which is set to 0 inside the model; in
+    training each layer except the first (it owns WavLM's relative position bias) is skipped with that
+    probability, and a skipped layer's hidden state repeats the previous one.
     """
 
     def __init__(self, model: nn.Module, normalize: bool = False) -> None:
         super().__init__()
         model.config.apply_spec_augment = False
+        emb = getattr(model, "masked_spec_embed", None)
+        if isinstance(emb, nn.Parameter):  # unused without SpecAugment; a trainable unused param breaks DDP
+            emb.requires_grad_(False)
+        self.layer_drop = float(getattr(model.config, "layerdrop", 0.0))
+        model.config.layerdrop = 0.0
         self.model = model
         self.normalize = normalize
 
@@ -53,7 +63,11 @@ class HFBackbone(nn.Module):
     def config_dict(self) -> dict[str, Any]:
         """JSON-able architecture config (enough for `hf_backbone_from_config`)."""
         cfg = self.model.config.to_dict()
-        return {k: v for k, v in cfg.items() if k not in _VOLATILE_KEYS}
+        return {**{k: v for k, v in cfg.items() if k not in _VOLATILE_KEYS}, "layerdrop": self.layer_drop}
+
+    def set_layer_drop(self, p: float) -> None:
+        """Probability of skipping each transformer layer (but the first) in training."""
+        self.layer_drop = float(p)
 
     def set_gradient_checkpointing(self, enabled: bool = True) -> None:
         """Recompute layer activations in backward (for fine-tuning XLS-R 1B/2B on one GPU)."""
@@ -80,15 +94,27 @@ class HFBackbone(nn.Module):
             mask = (torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]).long()  # (B, T)
         if self.normalize:
             x = _zero_mean_unit_var(x, mask)
-        out = self.model(x, attention_mask=mask, output_hidden_states=True, return_dict=True)
+        layers = self.model.encoder.layers
+        n = len(layers)
+        kept = list(range(n))
+        if self.training and self.layer_drop > 0:
+            kept = [0] + [i for i in range(1, n) if float(torch.rand(())) >= self.layer_drop]
+        try:  # run only the kept layers; restored even if the forward raises
+            self.model.encoder.layers = nn.ModuleList(layers[i] for i in kept) if len(kept) < n else layers
+            out = self.model(x, attention_mask=mask, output_hidden_states=True, return_dict=True)
+        finally:
+            self.model.encoder.layers = layers
+        hidden = list(out.hidden_states)  # (input, each kept layer's output)
+        full = [hidden[0]]
+        for i in range(n):
+            full.append(hidden[kept.index(i) + 1] if i in kept else full[-1])
+        # transformers 5 records each layer's output, so for pre-norm (stable layer norm) models the last
+        # entry misses the encoder's final LayerNorm; the seed's fairseq XLS-R output includes it.
+        full[-1] = out.last_hidden_state
         lengths_out = None
         if lengths is not None:
             lengths_out = self.model._get_feat_extract_output_lengths(lengths)
-        # transformers 5 records each layer's output, so for pre-norm (stable layer norm) models the last
-        # entry misses the encoder's final LayerNorm; the seed's fairseq XLS-R output includes it.
-        hidden = list(out.hidden_states)
-        hidden[-1] = out.last_hidden_state
-        return hidden, lengths_out
+        return full, lengths_out
 
 
 def _zero_mean_unit_var(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

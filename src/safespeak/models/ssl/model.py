@@ -15,6 +15,10 @@ When both `source` and `backbone_config` are given, `backbone_config` wins and `
 `normalize` (zero-mean / unit-variance waveform per utterance): `None` follows the model's own setting,
 i.e. `do_normalize` of an HF model's `preprocessor_config.json`, `normalize_waveform` of a DPHuBERT
 config, and off for fairseq checkpoints (the seed fed XLS-R raw waveforms); True/False forces it.
+
+`layer_drop`: probability of skipping a transformer layer in training (None keeps the model's value,
+e.g. 0.05 in DPHuBERT, 0.1 in HF XLS-R configs). Skipped layers leave parameters unused in that step,
+so DDP then needs `find_unused_parameters=True`; `layer_drop=0` avoids that.
 """
 
 from __future__ import annotations
@@ -113,8 +117,24 @@ def build_backbone(
     source: str | os.PathLike[str] | None = None,
     backbone_config: dict[str, Any] | None = None,
     normalize: bool | None = None,
+    layer_drop: float | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """(backbone module, overrides describing it without `source`)."""
+    module, export = _backbone(backbone, source, backbone_config, normalize)
+    if layer_drop is not None:
+        module.set_layer_drop(layer_drop)
+    export["backbone_config"] = (
+        _jsonable(module.config) if export["backbone"] == "dphubert" else module.config_dict()
+    )
+    return module, export
+
+
+def _backbone(
+    backbone: str,
+    source: str | os.PathLike[str] | None,
+    backbone_config: dict[str, Any] | None,
+    normalize: bool | None,
+) -> tuple[nn.Module, dict[str, Any]]:
     if backbone not in BACKBONES:
         raise ValueError(f"unknown SSL backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
     if backbone == "dphubert":
@@ -126,7 +146,7 @@ def build_backbone(
             module = build_dphubert() if source is None else load_dphubert(source)
         if normalize is not None:  # the override wins over the checkpoint's `normalize_waveform`
             module.normalize_waveform = module.config["normalize_waveform"] = bool(normalize)
-        return module, {"backbone": "dphubert", "backbone_config": _jsonable(module.config)}
+        return module, {"backbone": "dphubert"}
     from safespeak.models.ssl.hf import HFBackbone, hf_backbone_from_config, load_hf_backbone
 
     if backbone_config is not None:
@@ -139,7 +159,7 @@ def build_backbone(
         hf = HFBackbone(convert_fairseq_checkpoint(source), bool(normalize))
     else:
         hf = load_hf_backbone(source, normalize)
-    return hf, {"backbone": "hf", "backbone_config": hf.config_dict(), "normalize": hf.normalize}
+    return hf, {"backbone": "hf", "normalize": hf.normalize}
 
 
 def _jsonable(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -155,6 +175,7 @@ def build_ssl_model(
     source: str | os.PathLike[str] | None = None,
     backbone_config: dict[str, Any] | None = None,
     normalize: bool | None = None,
+    layer_drop: float | None = None,
     aggregation: str = "last-layer",
     layer_init: str = "uniform",
     freeze: bool = False,
@@ -162,7 +183,7 @@ def build_ssl_model(
     head_kwargs: dict[str, Any] | None = None,
 ) -> SSLCountermeasure:
     """Factory behind `ssl-aasist` / `ssl-semaa` (see the module docstring for the overrides)."""
-    module, export = build_backbone(backbone, source, backbone_config, normalize)
+    module, export = build_backbone(backbone, source, backbone_config, normalize, layer_drop)
     model = SSLCountermeasure(
         module,
         _make_head(head, module.hidden_size, head_kwargs),
