@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -332,6 +333,9 @@ def build_corpus(
     if cached is not None:
         return _info_from_manifest(root, cached, reused=True)
     items = _plan(pools, spec, seed)
+    (root / "corpus.json").unlink(missing_ok=True)
+    for split in SPLITS:  # a previous build with other settings must not leave stray files behind
+        shutil.rmtree(corpus_split(root, split)[1], ignore_errors=True)
     start = time.perf_counter()
     hashes = _run_items(items, root, workers, progress)
     dropped = (hashes.pop("__errors__") or "").splitlines()
