@@ -8,6 +8,7 @@ separate the classes. See `build.py` for the layout and `attacks.py` for the att
 from __future__ import annotations
 
 from safespeak.corpus.attacks import ATTACKS, Attack
+from safespeak.corpus.audit import audit_corpus
 from safespeak.corpus.build import SIZES, CorpusInfo, SizeSpec, SplitInfo, build_corpus, corpus_split
 from safespeak.corpus.sources import SOURCES, SourceUnavailable, Utterance
 
@@ -21,6 +22,7 @@ __all__ = [
     "SourceUnavailable",
     "SplitInfo",
     "Utterance",
+    "audit_corpus",
     "build_corpus",
     "corpus_split",
 ]

@@ -9,7 +9,8 @@ corpus.json                     (manifest: sources, versions, licences, attacks,
 ```
 Splits are speaker-disjoint: a speaker is a (source, language) pair and each pair belongs to one split;
 asterisk (one speaker) is split by prompt instead, so its texts are disjoint but its speaker is shared.
-Spoofs of a split are made only from that split's utterances, with the same text and language.
+Spoofs of a split are made only from that split's utterances, with the same text and language; the
+protocol's speaker column of a spoof is the speaker of its source utterance (the target), as in ASVspoof.
 """
 
 from __future__ import annotations
