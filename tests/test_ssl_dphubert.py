@@ -109,12 +109,17 @@ def test_gradient_checkpointing_gives_the_same_gradients(ref_io) -> None:
     ckpt.load_state_dict(plain.state_dict())
     ckpt.set_gradient_checkpointing(True)
     x = torch.from_numpy(ref_io["x"][:1, :4000])
-    grads = []
+    grads, calls = [], []
     for model in (plain, ckpt):
+        layer = model.encoder.transformer.layers[0]
+        count = [0]
+        layer.attention.register_forward_hook(lambda *_, c=count: c.__setitem__(0, c[0] + 1))
         model.extract_features(x)[0][-1].square().mean().backward()
-        grads.append(model.encoder.transformer.layers[0].attention.q_proj.weight.grad)
+        grads.append(layer.attention.q_proj.weight.grad)
+        calls.append(count[0])
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
     assert float(grads[0].abs().max()) > 0
+    assert calls == [1, 2]  # checkpointed layers run again in backward
 
 
 def test_bad_checkpoints_raise_naming_the_file(tmp_path) -> None:
