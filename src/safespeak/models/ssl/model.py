@@ -182,7 +182,13 @@ def build_ssl_model(
     gradient_checkpointing: bool = False,
     head_kwargs: dict[str, Any] | None = None,
 ) -> SSLCountermeasure:
-    """Factory behind `ssl-aasist` / `ssl-semaa` (see the module docstring for the overrides)."""
+    """Factory behind `ssl-aasist` / `ssl-semaa`.
+
+    backbone / source / backbone_config / normalize / layer_drop: see the module docstring.
+    aggregation: `last-layer` or `weighted-sum`; layer_init: `uniform` or `last3` (see `aggregate`).
+    freeze: no backbone gradients, backbone kept in eval. gradient_checkpointing: recompute backbone
+    layers in backward. head_kwargs: extra keyword arguments of the head (`in_dim` comes from the backbone).
+    """
     module, export = build_backbone(backbone, source, backbone_config, normalize, layer_drop)
     model = SSLCountermeasure(
         module,
