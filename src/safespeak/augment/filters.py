@@ -7,10 +7,13 @@ float64 (the tensors are tiny); filtering runs in the signal's dtype with overla
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from scipy import signal
 from torch import Tensor
 
 __all__ = [
@@ -28,10 +31,26 @@ __all__ = [
 FREQZ_POINTS = 512
 
 
-def _sinc(z: Tensor) -> Tensor:
-    # numpy's formula, sin(πz)/(πz); several times faster than torch.sinc for float64 on CPU.
-    y = math.pi * z
-    return torch.where(z == 0, torch.ones((), dtype=z.dtype, device=z.device), torch.sin(y) / y)
+@functools.lru_cache(maxsize=8)
+def _tap_tables(max_taps: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """Per tap count c (row c, 0..max_taps): centred index m (1 at the centre, so it can be divided by),
+    np.sinc(m), and scipy's symmetric Hamming window zero-padded to max_taps. Each (max_taps + 1, K)."""
+    rows = max_taps + 1
+    m = np.ones((rows, max_taps))
+    sinc = np.zeros((rows, max_taps))
+    win = np.zeros((rows, max_taps))
+    for c in range(1, rows):
+        mc = np.arange(c) - 0.5 * (c - 1)
+        m[c, :c] = np.where(mc == 0, 1.0, mc)
+        sinc[c, :c] = np.sinc(mc)
+        win[c, :c] = signal.get_window("hamming", c, fftbins=False)
+    return tuple(torch.from_numpy(a).to(device) for a in (m, sinc, win))  # type: ignore[return-value]
+
+
+def _f_sinc(f: Tensor, m: Tensor) -> Tensor:
+    # f·sinc(f·m) in numpy's operation order; m never 0 here (the centre tap is fixed by the caller).
+    y = math.pi * (f * m)
+    return f * (torch.sin(y) / y)
 
 
 def firwin_bandstop(numtaps: Tensor, f1: Tensor, f2: Tensor, fs: float, max_taps: int) -> Tensor:
@@ -41,16 +60,15 @@ def firwin_bandstop(numtaps: Tensor, f1: Tensor, f2: Tensor, fs: float, max_taps
     float64 taps, left-aligned, zeros after each filter's own `numtaps`.
     """
     dev = f1.device
-    c = numtaps.to(device=dev, dtype=torch.float64).unsqueeze(-1)  # (..., 1)
+    c = numtaps.to(device=dev, dtype=torch.int64)
+    m_tab, sinc_tab, win_tab = _tap_tables(max_taps, dev)
+    m, sinc_m, win = m_tab[c], sinc_tab[c], win_tab[c]  # (..., K) each
     f1n = (f1.to(torch.float64) / (0.5 * fs)).unsqueeze(-1)
     f2n = (f2.to(torch.float64) / (0.5 * fs)).unsqueeze(-1)
-    n = torch.arange(max_taps, device=dev, dtype=torch.float64)  # (K,)
-    m = n - 0.5 * (c - 1)  # (..., K): centred tap index
-    # Bands [0, f1] and [f2, 1] pass, in firwin's order of accumulation.
-    h = f1n * _sinc(f1n * m) + _sinc(m) - f2n * _sinc(f2n * m)
-    # Symmetric Hamming window, computed as scipy's general_cosine does (cosine of -π … π).
-    win = 0.54 + 0.46 * torch.cos(-math.pi + n * (2 * math.pi / (c - 1).clamp_min(1)))
-    h = torch.where(n < c, h * win, torch.zeros((), dtype=h.dtype, device=dev))
+    # Bands [0, f1] and [f2, 1] pass, in firwin's order of accumulation; sinc(0) = 1 at the centre.
+    h = _f_sinc(f1n, m) + sinc_m - _f_sinc(f2n, m)
+    centre = torch.arange(max_taps, device=dev) == ((c - 1) // 2).unsqueeze(-1)
+    h = torch.where(centre, f1n + 1 - f2n, h) * win  # the window is 0 past each filter's numtaps
     # Scale to unit gain at DC (the first pass band starts at 0).
     return h / h.sum(-1, keepdim=True)
 
@@ -140,15 +158,17 @@ def fir_bank(b: Tensor, lengths: Tensor, t: int, dtype: torch.dtype = torch.floa
 def fir_powers(x: Tensor, bank: FIRBank) -> Tensor:
     """Σ_i FIR_i(x^(i+1)) for a prepared bank; x: (B, T) with the bank's B and T. Returns (B, T)."""
     bsz, t = x.shape
-    h, m, lead, hop = bank.h.to(x.device), bank.m, bank.lead, bank.hop
+    h, m, lead, hop = bank.h, bank.m, bank.lead, bank.hop
     n_blk = -(-t // hop)
     xp = torch.nn.functional.pad(x, (lead, (n_blk - 1) * hop + m - lead - t))
-    blocks = xp.unfold(1, m, hop).contiguous()  # (B, n_blk, m)
+    blocks = xp.unfold(1, m, hop)  # (B, n_blk, m), overlapping view
     acc = torch.fft.rfft(blocks).mul_(h[:, :1])  # (B, n_blk, m/2 + 1)
-    power = blocks
-    for i in range(1, h.shape[1]):
-        power = power * blocks  # x^(i+1), block by block
-        acc.addcmul_(torch.fft.rfft(power), h[:, i : i + 1])
+    if h.shape[1] > 1:
+        power = blocks * blocks  # x^(i+1), block by block, updated in place
+        for i in range(1, h.shape[1]):
+            if i > 1:
+                power.mul_(blocks)
+            acc.addcmul_(torch.fft.rfft(power), h[:, i : i + 1])
     y = torch.fft.irfft(acc, n=m)[..., lead : lead + hop]  # (B, n_blk, hop)
     return y.reshape(bsz, n_blk * hop)[:, :t]
 

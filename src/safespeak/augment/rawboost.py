@@ -152,8 +152,8 @@ def draw_isd(bsz: int, t: int, p: RawBoostParams, gen: Gen, dev: torch.device) -
     n = (t * (beta / 100)).floor().to(torch.int64)  # (B,)
     k = min(t, int(t * p.p / 100) + 1)  # static bound on n
     positions, keep = _distinct_positions(bsz, t, k, n, gen, dev)  # (B, M)
-    u = torch.rand((2, *positions.shape), generator=gen, dtype=torch.float64, device=_gen_device(gen, dev))
-    f_r = ((2 * u[0] - 1) * (2 * u[1] - 1)).to(dev)
+    u = torch.rand((2, *positions.shape), generator=gen, device=_gen_device(gen, dev)).to(dev)
+    f_r = (2 * u[0] - 1) * (2 * u[1] - 1)
     return ISDDraw(positions=positions, f_r=torch.where(keep, f_r, 0.0))
 
 
@@ -176,7 +176,7 @@ def _distinct_positions(
         table = torch.full((bsz, t), m, device=dev, dtype=torch.int32)
         table.scatter_reduce_(1, cand, order, reduce="amin")
         first = table.gather(1, cand) == order
-        rank = first.cumsum(dim=1)
+        rank = first.to(torch.int32).cumsum(dim=1, dtype=torch.int32)
         if bool((rank[:, -1] >= n).all()):
             return cand, first & (rank <= n.unsqueeze(1))
     keys = torch.rand((bsz, t), generator=gen, device=gdev).to(dev)
@@ -192,10 +192,11 @@ def draw_ssi(bsz: int, t: int, p: RawBoostParams, gen: Gen, dev: torch.device) -
     return SSIDraw(noise=noise, notch=notch, snr_db=snr)
 
 
-def _peak_norm(y: Tensor) -> Tensor:
+def _peak_norm(y: Tensor, inplace: bool = False) -> Tensor:
     """Divide each row by its peak only when the peak exceeds 1 (the original `normWav(x, 0)`)."""
-    peak = torch.maximum(y.amax(dim=-1, keepdim=True), -y.amin(dim=-1, keepdim=True))  # no |y| temporary
-    return y / torch.where(peak > 1, peak, torch.ones_like(peak))
+    peak = torch.maximum(y.amax(dim=-1, keepdim=True), y.amin(dim=-1, keepdim=True).neg_())  # no |y| copy
+    scale = peak.clamp_(min=1)  # peak ≤ 1 → divide by 1; silent rows never divide by 0
+    return y.div_(scale) if inplace else y / scale
 
 
 def _bank(d: NotchDraw, p: RawBoostParams, t: int, dtype: torch.dtype, dev: torch.device) -> FIRBank:
@@ -207,8 +208,8 @@ def _bank(d: NotchDraw, p: RawBoostParams, t: int, dtype: torch.dtype, dev: torc
 
 
 def _lnl(x: Tensor, bank: FIRBank) -> Tensor:
-    y = fir_powers(x, bank)
-    return _peak_norm(y.sub_(y.mean(dim=-1, keepdim=True)))  # y is a fresh tensor: in place is safe
+    y = fir_powers(x, bank)  # a fresh tensor: in-place updates are safe
+    return _peak_norm(y.sub_(y.mean(dim=-1, keepdim=True)), inplace=True)
 
 
 def lnl_apply(x: Tensor, d: NotchDraw, p: RawBoostParams) -> Tensor:
@@ -221,8 +222,8 @@ def isd_apply(x: Tensor, d: ISDDraw, p: RawBoostParams) -> Tensor:
 
     Positions may repeat where f_r = 0 (unused draws); the impulses are summed, so those add nothing.
     """
-    gain = torch.zeros_like(x).scatter_add_(1, d.positions, p.g_sd * d.f_r.to(x.dtype))  # (B, T)
-    return _peak_norm(x + x * gain)
+    impulses = x.gather(1, d.positions) * (p.g_sd * d.f_r.to(x.dtype))  # (B, K): g_sd·x[p]·f_r
+    return _peak_norm(x.scatter_add(1, d.positions, impulses), inplace=True)
 
 
 @dataclass(frozen=True)
