@@ -1,8 +1,24 @@
 #!/usr/bin/env bash
-# Create .venv and install safespeak with the pinned CPU torch (an unpinned torch pulls a CUDA build).
+# Fresh-machine install: Debian packages (TTS engines for the offline corpus), then .venv with the pinned
+# CPU torch (an unpinned `torch` pulls a multi-GB CUDA build; install your own build first to keep it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m venv .venv
+
+if command -v apt-get >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  # shellcheck disable=SC2046
+  if ! dpkg -s $(cat .ci/apt-packages.txt) >/dev/null 2>&1; then
+    $SUDO apt-get update -qq >/dev/null
+    $SUDO apt-get install -y -qq --no-install-recommends $(cat .ci/apt-packages.txt) >/dev/null
+  fi
+else
+  echo "apt-get not found: install $(tr '\n' ' ' < .ci/apt-packages.txt)yourself for the corpus/demo" >&2
+fi
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q "torch==2.13.0"
+.venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[ssl,tensorboard,corpus,dev]"
