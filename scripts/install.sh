@@ -22,3 +22,6 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[ssl,tensorboard,corpus,dev]"
+
+# Bona fide recordings of the offline corpus: Debian packages fetched into the cache (not installed).
+.venv/bin/safespeak corpus fetch
