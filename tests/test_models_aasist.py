@@ -8,7 +8,7 @@ import torch
 
 from conftest import require_shared
 from safespeak.models import build, from_reference
-from safespeak.models.blocks import GraphPool, ResidualBlock, SincFilterbank
+from safespeak.models.blocks import GraphPool, ResidualBlock, SincFilterbank, max_pool_time3
 
 TINY = {"filts": [20, [1, 8], [8, 8], [8, 16], [16, 16]], "gat_dims": [16, 8]}
 
@@ -123,3 +123,43 @@ def test_graph_pool_keeps_top_scored_nodes() -> None:
     s = torch.sigmoid(torch.tensor([3.0, 2.0]))
     torch.testing.assert_close(out[0, :, 0], torch.tensor([3.0, 2.0]) * s)
     assert GraphPool(0.1, 3)(torch.randn(2, 4, 3)).shape == (2, 1, 3)  # at least one node
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_max_pool_time3_matches_max_pool2d(channels_last: bool) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 4, 14, dtype=torch.float64)
+    x[0, 0, 0, :3] = 1.0  # a tie: the first maximum takes the gradient, as in max_pool2d
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    ours, ref = max_pool_time3(x), torch.nn.functional.max_pool2d(x, (1, 3))
+    assert torch.equal(ours, ref)
+    g = torch.randn_like(ref)
+    assert torch.equal(torch.autograd.grad(ours, x, g)[0], torch.autograd.grad(ref, x, g)[0])
+    with pytest.raises(ValueError, match=r"\(1, 1, 2, 2\)"):
+        max_pool_time3(torch.zeros(1, 1, 2, 2))
+
+
+@pytest.mark.parametrize("out_channels", [6, 1])
+def test_first_block_patch_path_matches_convolutions(out_channels: int) -> None:
+    torch.manual_seed(0)
+    block = ResidualBlock(1, out_channels, first=True).double()
+    x = torch.randn(2, 1, 5, 13, dtype=torch.float64, requires_grad=True)
+
+    def plain(x: torch.Tensor) -> torch.Tensor:
+        f = torch.nn.functional
+        out = block.conv2(f.selu(block.bn2(block.conv1(x))))
+        out = out + (x if block.conv_downsample is None else block.conv_downsample(x))
+        return f.max_pool2d(out, (1, 3))
+
+    ours, ref = block(x), plain(x)
+    torch.testing.assert_close(ours, ref, atol=1e-12, rtol=0)
+    g = torch.randn_like(ref)
+    inputs = [x, *block.parameters()]
+    grads = torch.autograd.grad(ours, inputs, g, allow_unused=True)
+    expected = torch.autograd.grad(ref, inputs, g, allow_unused=True)
+    for a, b in zip(grads, expected, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
