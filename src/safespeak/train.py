@@ -326,6 +326,11 @@ class _Run:
             "lr": self.optimizer.param_groups[0]["lr"],
         }
         s["history"].append(row)
+        if t.progress and self.d.is_main:
+            print(
+                f"epoch {epoch}: train loss {row['train_loss']:.4f}, dev EER {100 * eer:.3f}%",
+                file=sys.stderr,
+            )
         if self.tb is not None:
             self.tb.add_scalar("dev/eer", eer, epoch)
             self.tb.add_scalar("train/epoch_loss", row["train_loss"], epoch)
@@ -362,6 +367,8 @@ class _Run:
 
     def finish(self) -> TrainResult:
         """Apply SWA (average + BN statistics), write `last` and `model`, return the result."""
+        from safespeak.checkpoint import load_checkpoint
+
         s = self.s
         final, final_eer = self.core, s["history"][-1]["dev_eer"] if s["history"] else math.nan
         if self.swa is not None and int(self.swa.n_averaged) > 0:
@@ -383,30 +390,18 @@ class _Run:
         self.save_checkpoint("last", final, epoch, final_eer)
         if self.d.is_main:
             if self.swa is None and s["best_epoch"] >= 0:
-                self.save_checkpoint("model", self._best_model(), s["best_epoch"], s["best_eer"])
+                best = load_checkpoint(self.run_dir / "best")[0]
+                self.save_checkpoint("model", best, s["best_epoch"], s["best_eer"])
             else:
                 self.save_checkpoint("model", final, epoch, final_eer)
-        result = TrainResult(
-            self.run_dir,
-            self.run_dir / "model.safetensors",
-            s["best_epoch"],
-            s["best_eer"],
-            final_eer,
-            s["epoch"],
-            s["stopped"],
-            list(s["history"]),
-        )
+        result = TrainResult(self.run_dir, self.run_dir / "model.safetensors", s["best_epoch"], s["best_eer"],
+                             final_eer, s["epoch"], s["stopped"], list(s["history"]))  # fmt: skip
         if self.d.is_main:
             doc = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items()}
             _write_text(self.run_dir / "result.json", json.dumps(doc, indent=2) + "\n")
         if self.tb is not None:
             self.tb.close()
         return result
-
-    def _best_model(self) -> torch.nn.Module:
-        from safespeak.checkpoint import load_checkpoint
-
-        return load_checkpoint(self.run_dir / "best")[0]
 
 
 def train(cfg: ExperimentConfig, *, resume: bool = False) -> TrainResult:
