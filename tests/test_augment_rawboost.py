@@ -16,7 +16,7 @@ from safespeak.augment.rawboost import (
     rawboost,
     ssi_apply,
 )
-from safespeak.augment.rawboost_numpy import _filter_fir, rawboost_numpy
+from safespeak.augment.rawboost_numpy import filter_fir, rawboost_numpy
 
 P = RawBoostParams()
 CPU = torch.device("cpu")
@@ -79,7 +79,7 @@ def test_fft_filtering_matches_lfilter_then_trim(t):
     y = filter_powers(x, b, lengths)
     for i in range(2):
         want = sum(
-            _filter_fir(x[i].double().numpy() ** (j + 1), b[i, j, : lengths[i, j]].numpy()) for j in range(5)
+            filter_fir(x[i].double().numpy() ** (j + 1), b[i, j, : lengths[i, j]].numpy()) for j in range(5)
         )
         np.testing.assert_allclose(y[i].numpy(), want, rtol=0, atol=2e-6)
 

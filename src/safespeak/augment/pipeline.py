@@ -66,7 +66,8 @@ class RawBoostTransform:
         y = rawboost_batch(x.to(torch.float32), self.algo, generator, self.params).to(x.dtype)
         if self.p >= 1:
             return y
-        u = torch.rand((x.shape[0],), generator=generator, device=generator.device).to(x.device)
+        gdev = generator.device if generator is not None else x.device
+        u = torch.rand((x.shape[0],), generator=generator, device=gdev).to(x.device)
         return torch.where((u < self.p).unsqueeze(-1), y, x)
 
 

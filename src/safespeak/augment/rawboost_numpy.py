@@ -17,7 +17,7 @@ from scipy import signal
 
 from safespeak.augment.rawboost import RawBoostParams
 
-__all__ = ["notch_coeffs_numpy", "rawboost_numpy"]
+__all__ = ["filter_fir", "isd_numpy", "lnl_numpy", "notch_coeffs_numpy", "rawboost_numpy", "ssi_numpy"]
 
 Rng = np.random.RandomState | np.random.Generator
 
@@ -58,7 +58,8 @@ def notch_coeffs_numpy(rng: Rng, p: RawBoostParams, min_g: float, max_g: float) 
     return 10 ** (gain / 20) * b / np.amax(np.abs(h))
 
 
-def _filter_fir(x: np.ndarray, b: np.ndarray) -> np.ndarray:
+def filter_fir(x: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The original `filterFIR`: FIR-filter x with b and trim so output[t] aligns like the original."""
     # lfilter on a zero-padded copy, then a trim of N/2 samples: the original's delay compensation.
     n = b.shape[0] + 1
     y = signal.lfilter(b, 1, np.pad(x, (0, n), "constant"))
@@ -70,7 +71,7 @@ def lnl_numpy(x: np.ndarray, rng: Rng, p: RawBoostParams) -> np.ndarray:
     y = np.zeros(x.shape[0])
     for i in range(p.n_f):
         lo, hi = (p.min_g, p.max_g) if i == 0 else (p.min_g - p.min_bias, p.max_g - p.max_bias)
-        y = y + _filter_fir(np.power(x, i + 1), notch_coeffs_numpy(rng, p, lo, hi))
+        y = y + filter_fir(np.power(x, i + 1), notch_coeffs_numpy(rng, p, lo, hi))
     return _norm_peak(y - np.mean(y), always=False)
 
 
@@ -88,7 +89,7 @@ def isd_numpy(x: np.ndarray, rng: Rng, p: RawBoostParams) -> np.ndarray:
 def ssi_numpy(x: np.ndarray, rng: Rng, p: RawBoostParams) -> np.ndarray:
     """Algo 3: stationary signal-independent noise: notch-filtered white noise at SNR U(SNRmin, SNRmax)."""
     noise = rng.normal(0, 1, x.shape[0])
-    noise = _norm_peak(_filter_fir(noise, notch_coeffs_numpy(rng, p, p.min_g, p.max_g)), always=True)
+    noise = _norm_peak(filter_fir(noise, notch_coeffs_numpy(rng, p, p.min_g, p.max_g)), always=True)
     snr = _uniform(rng, p.snr_min, p.snr_max)
     nn = np.linalg.norm(noise, 2)
     scale = np.linalg.norm(x, 2) / 10.0 ** (0.05 * snr) / nn if nn > 0 else 0.0
