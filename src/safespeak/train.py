@@ -291,7 +291,7 @@ class _Run:
     @torch.no_grad()
     def dev_eer(self, model: torch.nn.Module) -> float:
         """Dev EER of `model` (scored on every rank's shard, gathered, identical on all ranks)."""
-        from safespeak.metrics.eer import compute_eer
+        from safespeak.metrics import compute_eer
 
         model.eval()
         idx = shard_indices(len(self.dev_set), self.d.rank, self.d.world)
