@@ -31,6 +31,7 @@ __all__ = [
     "isd_apply",
     "lnl_apply",
     "rawboost",
+    "rawboost_batch",
     "ssi_apply",
 ]
 
