@@ -6,7 +6,8 @@ Applied identically to every bona fide and spoofed file:
 3. trim leading/trailing frames quieter than 40 dB below the loudest 10 ms frame;
 4. scale the active frames to -26 dBFS RMS, then limit peaks to 10 dB above that level with a 5 ms
    look-ahead limiter and restore the RMS, twice (TTS and vocoders are peakier than recordings: the
-   crest factor was a shortcut); the peak ends within ~1 dB of the limiter ceiling;
+   crest factor was a shortcut); peaks end near the ceiling (in the mini corpus: median +0.8 dB,
+   99 % below +5.5 dB) and never above -1 dBFS;
 5. pad 150 ms on each side and add a band-limited noise floor at -66 dBFS over the whole file
    (TTS output is digitally silent between words, recordings never are);
 6. store as 16-bit FLAC.
