@@ -172,3 +172,22 @@ def test_train_command_help_documents_every_option(capsys: pytest.CaptureFixture
     text = capsys.readouterr().out
     for opt in ("--set KEY=VALUE", "--resume RUN_DIR", "--allow-leakage", "YAML recipe"):
         assert opt in text
+
+
+def test_max_minutes_stops_before_an_epoch_that_would_overrun(
+    toy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a fake clock at 60 s per epoch, a 2.5-minute budget allows exactly 2 of 5 epochs."""
+    import safespeak.train as train_mod
+
+    clock = {"now": 0.0}
+    orig_end_epoch = train_mod._Run.end_epoch
+
+    def end_epoch(self: train_mod._Run, epoch: int) -> None:
+        clock["now"] += 60.0
+        orig_end_epoch(self, epoch)
+
+    monkeypatch.setattr(train_mod.time, "monotonic", lambda: clock["now"])
+    monkeypatch.setattr(train_mod._Run, "end_epoch", end_epoch)
+    res = train(config_from_dict(toy_config(toy, tmp_path, epochs=5, max_minutes=2.5)))
+    assert (res.epochs_run, res.stopped_early) == (2, True)

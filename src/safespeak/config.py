@@ -130,6 +130,8 @@ class TrainConfig:
     # DDP must skip parameters that get no gradient (AASIST's unused BN, SSL layer drop); false is faster
     ddp_find_unused: bool = True
     patience: int | None = None
+    # wall-clock budget: no epoch is started that would end past it (the demo's --minutes)
+    max_minutes: float | None = None
     save_every_steps: int = 200
     log_every_steps: int = 10
     tensorboard: bool = True
@@ -141,6 +143,8 @@ class TrainConfig:
             raise _FieldError("loss_weights", f"must be >= 0, not all zero; got {list(self.loss_weights)}")
         if self.patience is not None and self.patience < 1:
             raise _FieldError("patience", f"must be >= 1 or null, got {self.patience}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise _FieldError("max_minutes", f"must be > 0 or null, got {self.max_minutes}")
 
 
 @dataclass(frozen=True)

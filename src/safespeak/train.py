@@ -27,6 +27,7 @@ import json
 import math
 import os
 import sys
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,7 @@ class _Run:
             "bad_epochs": 0, "history": [], "loss_sum": 0.0, "stopped": False,
         }  # fmt: skip
         self.tb = self._tensorboard()
+        self.t_start, self.epochs_here = time.monotonic(), 0  # for train.max_minutes
 
     def _build_model(self) -> None:
         from safespeak.models import build
@@ -343,8 +345,18 @@ class _Run:
             self.swa.update_parameters(self.core)
         if t.patience is not None and s["bad_epochs"] >= t.patience:
             s["stopped"] = True
+        if t.max_minutes is not None and self._out_of_time(t.max_minutes):
+            s["stopped"] = True
         s["epoch"], s["step_in_epoch"], s["loss_sum"] = epoch + 1, 0, 0.0
         self.save_state()
+
+    def _out_of_time(self, minutes: float) -> bool:
+        """Would another epoch (as long as the average one so far) end past the budget?"""
+        self.epochs_here += 1
+        elapsed = time.monotonic() - self.t_start
+        # every rank must take the same decision: use the slowest rank's clock
+        elapsed = max(all_gather_objects(elapsed))
+        return elapsed * (self.epochs_here + 1) / self.epochs_here > 60.0 * minutes
 
     def save_checkpoint(self, name: str, model: torch.nn.Module, epoch: int, eer: float) -> Path | None:
         from safespeak.checkpoint import save_checkpoint
