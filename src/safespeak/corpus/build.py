@@ -23,6 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -208,35 +209,34 @@ def _worker_init() -> None:
         pass
 
 
-def _run_items(items: list[_Item], out: Path, workers: int, progress: bool) -> dict[str, str | None]:
+def _run_items(
+    items: list[_Item], out: Path, workers: int, progress: bool
+) -> tuple[dict[str, str], list[str]]:
+    """Make every item; returns ({utt_id: sha256} of the files written, [errors of dropped items])."""
     from tqdm import tqdm
 
     jobs = [(it, str(out)) for it in items]
-    results: dict[str, str | None] = {}
-    errors = []
-    bar = tqdm(total=len(jobs), desc="corpus", unit="file", disable=not progress)
-    if workers <= 1:
-        _worker_init()
-        stream: Iterable[tuple[str, str | None, str]] = map(_make_item, jobs)
-        for utt_id, sha, err in stream:
-            results[utt_id] = sha
-            errors += [err] if err else []
-            bar.update()
-    else:
-        with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init) as pool:
-            for utt_id, sha, err in pool.map(_make_item, jobs, chunksize=4):
-                results[utt_id] = sha
-                errors += [err] if err else []
-                bar.update()
-    bar.close()
-    results["__errors__"] = "\n".join(errors) or None
-    return results
+    hashes: dict[str, str] = {}
+    errors: list[str] = []
+    with ExitStack() as stack:
+        if workers <= 1:  # in-process: the caller's torch thread setting is left alone
+            stream: Iterable[tuple[str, str | None, str]] = map(_make_item, jobs)
+        else:
+            pool = stack.enter_context(ProcessPoolExecutor(max_workers=workers, initializer=_worker_init))
+            stream = pool.map(_make_item, jobs, chunksize=4)
+        bar = tqdm(stream, total=len(jobs), desc="corpus", unit="file", disable=not progress)
+        for utt_id, sha, err in bar:
+            if sha is None:
+                errors.append(err)
+            else:
+                hashes[utt_id] = sha
+    return hashes, errors
 
 
-def _write_tables(items: list[_Item], hashes: dict[str, str | None], out: Path) -> dict[str, dict[str, int]]:
+def _write_tables(items: list[_Item], hashes: dict[str, str], out: Path) -> dict[str, dict[str, int]]:
     counts: dict[str, dict[str, int]] = {}
     for split in SPLITS:
-        rows = sorted((it for it in items if it.split == split and hashes.get(it.utt_id)),
+        rows = sorted((it for it in items if it.split == split and it.utt_id in hashes),
                       key=lambda it: it.utt_id)
         protocol, _ = corpus_split(out, split)
         proto = "".join(
@@ -338,8 +338,7 @@ def build_corpus(
     for split in SPLITS:  # a previous build with other settings must not leave stray files behind
         shutil.rmtree(corpus_split(root, split)[1], ignore_errors=True)
     start = time.perf_counter()
-    hashes = _run_items(items, root, workers, progress)
-    dropped = (hashes.pop("__errors__") or "").splitlines()
+    hashes, dropped = _run_items(items, root, workers, progress)
     counts = _write_tables(items, hashes, root)
     manifest = {
         "name": "safespeak offline real-speech spoofing corpus",
