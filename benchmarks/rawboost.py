@@ -4,7 +4,8 @@ Prints utterances/s for algorithms 1–8 on batches of B × T samples (default 3
 both measured in this run on the same input. The torch figure is the best of `--repeats` whole-batch
 runs; the baseline processes `--baseline-items` utterances one by one (best of its repeats, per utterance).
 Run on a quiet machine: `python benchmarks/rawboost.py --threads 1,2`. On a busy machine, more than one
-torch thread can be much slower (every small parallel op waits for a descheduled thread).
+torch thread can be much slower (OpenMP threads spin-wait for a descheduled peer at every parallel op);
+`OMP_WAIT_POLICY=PASSIVE` limits that.
 """
 
 from __future__ import annotations
