@@ -158,3 +158,15 @@ def test_numpy_mode_follows_the_same_semantics():
     assert np.abs(rawboost_numpy(np.zeros(500, np.float32), 4, np.random.RandomState(0))).max() == 0
     with pytest.raises(ValueError, match="algo 12"):
         rawboost_numpy(x, 12, np.random.RandomState(0))
+
+
+@pytest.mark.parametrize("algo", [4, 8])
+def test_cpu_row_chunking_does_not_change_results(algo, monkeypatch):
+    import safespeak.augment.rawboost as rb_module
+
+    x = torch.randn(5, 3000, generator=_gen(16)) * 0.3
+    monkeypatch.setattr(rb_module, "CPU_CHUNK_SAMPLES", 1 << 30)  # one chunk
+    whole = rb_module.rawboost_batch(x, algo, _gen(17), P)
+    monkeypatch.setattr(rb_module, "CPU_CHUNK_SAMPLES", 6000)  # chunks of 2 rows
+    chunked = rb_module.rawboost_batch(x, algo, _gen(17), P)
+    torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=0)
