@@ -108,7 +108,8 @@ def notch_cascade(
     # freqz grid: bins k·step, k < 512, of an FFT whose size is a multiple of 1024.
     n_fft = 2 * FREQZ_POINTS * math.ceil(length / (2 * FREQZ_POINTS))
     step = n_fft // (2 * FREQZ_POINTS)
-    peak = torch.fft.rfft(b, n=n_fft)[..., : step * FREQZ_POINTS : step].abs().amax(-1, keepdim=True)
+    h = torch.view_as_real(torch.fft.rfft(b, n=n_fft)[..., : step * FREQZ_POINTS : step])  # (..., 512, 2)
+    peak = h.square().sum(-1).amax(-1, keepdim=True).sqrt()  # max |H|, without a complex abs per bin
     gain = torch.pow(10.0, gain_db.to(torch.float64) / 20).unsqueeze(-1)
     lengths = numtaps.to(device=b.device, dtype=torch.int64).sum(-1) - (nb - 1)
     # The FFT leaves ~1e-17 residue past each filter's end; clear it so the taps are exactly finite-length.
