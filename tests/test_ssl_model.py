@@ -213,3 +213,21 @@ def test_layer_drop_keeps_one_hidden_state_per_layer_and_round_trips(tiny_dir) -
     assert torch.equal(hidden[1], ref[1])  # layer 0 always runs
     assert torch.equal(hidden[2], hidden[1]) and not torch.allclose(hidden[2], ref[2])  # layer 1 skipped
     assert not any(p.requires_grad for n, p in backbone.named_parameters() if "masked_spec_embed" in n)
+
+
+def test_a_layer_dropped_first_call_does_not_break_later_hidden_states(tmp_path) -> None:
+    """transformers installs its hidden-state hooks at the first call: a dropped layer must not lose them."""
+    src = _save_tiny(
+        tmp_path / "w3", num_hidden_layers=3, do_stable_layer_norm=True, feat_extract_norm="layer"
+    )
+    dropped, _ = build_backbone("hf", src, layer_drop=1.0)
+    fresh, _ = build_backbone("hf", src)
+    x = torch.randn(2, 3000)
+    with torch.no_grad():
+        first, _ = dropped.train().extract_features(x)  # layers 1 and 2 skipped on the first call
+        again, _ = dropped.eval().extract_features(x)
+        ref, _ = fresh.eval().extract_features(x)
+    assert len(first) == len(again) == len(ref) == 4
+    assert torch.equal(first[2], first[1])  # the last entry is after the final LayerNorm
+    for a, b in zip(again, ref, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)

@@ -99,15 +99,28 @@ class HFBackbone(nn.Module):
         kept = list(range(n))
         if self.training and self.layer_drop > 0:
             kept = [0] + [i for i in range(1, n) if float(torch.rand(())) >= self.layer_drop]
+        # transformers 5 fills `hidden_states` through hooks it installs once, on the layers present at
+        # the first call, so after a layer-dropped call they would miss layers: capture them ourselves.
+        captured: list[torch.Tensor] = []
+
+        def grab_input(_m: nn.Module, args: tuple, kwargs: dict) -> None:
+            captured.append(args[0] if args else kwargs["hidden_states"])
+
+        def grab_output(_m: nn.Module, _args: tuple, out: Any) -> None:
+            captured.append(out[0] if isinstance(out, tuple) else out)
+
+        hooks = [layers[0].register_forward_pre_hook(grab_input, with_kwargs=True)]
+        hooks += [layers[i].register_forward_hook(grab_output) for i in kept]
         try:  # run only the kept layers; restored even if the forward raises
             self.model.encoder.layers = nn.ModuleList(layers[i] for i in kept) if len(kept) < n else layers
-            out = self.model(x, attention_mask=mask, output_hidden_states=True, return_dict=True)
+            out = self.model(x, attention_mask=mask, return_dict=True)
         finally:
             self.model.encoder.layers = layers
-        hidden = list(out.hidden_states)  # (input, each kept layer's output)
-        full = [hidden[0]]
+            for h in hooks:
+                h.remove()
+        full = [captured[0]]  # the transformer input, then each layer's output
         for i in range(n):
-            full.append(hidden[kept.index(i) + 1] if i in kept else full[-1])
+            full.append(captured[kept.index(i) + 1] if i in kept else full[-1])
         # transformers 5 records each layer's output, so for pre-norm (stable layer norm) models the last
         # entry misses the encoder's final LayerNorm; the seed's fairseq XLS-R output includes it.
         full[-1] = out.last_hidden_state
