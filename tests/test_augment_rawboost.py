@@ -170,3 +170,13 @@ def test_cpu_row_chunking_does_not_change_results(algo, monkeypatch):
     monkeypatch.setattr(rb_module, "CPU_CHUNK_SAMPLES", 6000)  # chunks of 2 rows
     chunked = rb_module.rawboost_batch(x, algo, _gen(17), P)
     torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=0)
+
+
+def test_firwin_rejects_even_or_too_many_taps():
+    from safespeak.augment.filters import firwin_bandstop
+
+    f1, f2 = torch.tensor([500.0]), torch.tensor([900.0])
+    with pytest.raises(ValueError, match="odd numtaps"):
+        firwin_bandstop(torch.tensor([12]), f1, f2, 16000, 101)
+    with pytest.raises(ValueError, match="max_taps=51"):
+        firwin_bandstop(torch.tensor([61]), f1, f2, 16000, 51)

@@ -61,6 +61,9 @@ def firwin_bandstop(numtaps: Tensor, f1: Tensor, f2: Tensor, fs: float, max_taps
     """
     dev = f1.device
     c = numtaps.to(device=dev, dtype=torch.int64)
+    if c.device.type == "cpu" and c.numel() and (int(c.max()) > max_taps or bool((c % 2 == 0).any())):
+        msg = f"firwin_bandstop needs odd numtaps ≤ max_taps={max_taps}, got {c.unique().tolist()}"
+        raise ValueError(msg)
     m_tab, sinc_tab, win_tab = _tap_tables(max_taps, dev)
     m, sinc_m, win = m_tab[c], sinc_tab[c], win_tab[c]  # (..., K) each
     f1n = (f1.to(torch.float64) / (0.5 * fs)).unsqueeze(-1)
