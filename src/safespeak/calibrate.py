@@ -181,8 +181,8 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_fuse(args: argparse.Namespace) -> int:
-    from safespeak.scorefiles import read_scores
     from safespeak.score import write_scores_csv
+    from safespeak.scorefiles import read_scores
 
     sets = [read_scores(p) for p in args.scores]
     if args.train_scores:
