@@ -166,3 +166,22 @@ def test_first_block_patch_path_matches_convolutions(out_channels: int) -> None:
         assert (a is None) == (b is None)
         if a is not None:
             torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+
+
+def test_training_step_under_autocast_matches_fp32() -> None:
+    torch.manual_seed(0)
+    model = build("aasist", **TINY)
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    x = torch.randn(2, 8000)
+    with torch.no_grad():
+        ref = model(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)  # custom autograd functions see bfloat16 grads with float32 saved inputs
+    out.float().sum().backward()
+    # bfloat16 gradients are too coarse to compare with fp32 ones; their dtype and finiteness are the point
+    for block in model.encoder[:1]:
+        for p in (block.conv1.weight, block.conv1.bias, block.conv_downsample.weight):
+            assert p.grad is not None and p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all()
+    assert torch.allclose(out.float(), ref, atol=0.1, rtol=0.1)

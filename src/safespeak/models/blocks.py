@@ -146,10 +146,12 @@ class _PatchLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         patches, weight = ctx.saved_tensors
-        g = grad.reshape(-1, grad.shape[-1])  # (N, C_out)
+        # under autocast the output (and grad) may be half precision while the saved inputs are not
+        g = grad.reshape(-1, grad.shape[-1]).to(patches.dtype)  # (N, C_out)
         p = patches.reshape(-1, patches.shape[-1])  # (N, K)
-        grad_p = (g @ weight).view(patches.shape) if ctx.needs_input_grad[0] else None
-        return grad_p, (p.t() @ g).t(), g.sum(0)
+        grad_p = (g @ weight.to(g.dtype)).view(patches.shape) if ctx.needs_input_grad[0] else None
+        grad_w = (p.t() @ g).t().to(weight.dtype)
+        return grad_p, grad_w, g.sum(0).to(weight.dtype)
 
 
 def max_pool_time3(x: torch.Tensor) -> torch.Tensor:
