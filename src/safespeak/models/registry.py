@@ -40,6 +40,7 @@ _MODEL_MODULES = (
     "safespeak.models.aasist",
     "safespeak.models.semaa",
     "safespeak.models.rawformer",
+    "safespeak.models.lcnn",
     "safespeak.models.ssl_heads",
     "safespeak.models.ssl",
 )
