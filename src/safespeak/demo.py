@@ -51,11 +51,13 @@ def run_demo(
     minutes: float | None = None,
     overrides: tuple[str, ...] = (),
     progress: bool = True,
+    recipe: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run the whole demo; returns the metrics written to `out_dir/metrics.json`.
 
     `minutes` caps the training time (the trainer stops after the step that crosses it);
-    `corpus_size` is "mini", "full" or a `safespeak.corpus.build.SizeSpec` (tests use a micro one).
+    `corpus_size` is "mini", "full" or a `safespeak.corpus.build.SizeSpec` (tests use a micro one);
+    `recipe` replaces the built-in training recipe (data paths are still filled in from the corpus).
     """
     from safespeak.config import load_config
     from safespeak.corpus.build import build_corpus
@@ -85,7 +87,7 @@ def run_demo(
     ]
     if minutes is not None:
         data_sets.append(f"train.max_minutes={minutes}")
-    cfg = load_config(_recipe_path(), [*data_sets, *overrides])
+    cfg = load_config(recipe or _recipe_path(), [*data_sets, *overrides])
     _log(progress, f"[2/4] training {cfg.model.arch} for up to {cfg.train.epochs} epochs")
     t1 = time.perf_counter()
     result = train(cfg)
@@ -222,6 +224,7 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override a key of the demo recipe, e.g. train.epochs=2",
     )
+    p.add_argument("--recipe", default=None, help="training recipe YAML (default: the built-in demo-cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_cmd_demo)
 
@@ -235,5 +238,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         minutes=args.minutes,
         overrides=tuple(args.overrides),
         progress=not args.quiet,
+        recipe=args.recipe,
     )
     return 0
