@@ -46,10 +46,10 @@ def test_demo_runs_end_to_end_on_a_micro_corpus(tmp_path: Path) -> None:
     assert metrics["epochs_run"] == 2 and len(json.loads((out / "scores.card.json").read_text())) > 5
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 4 and "A05" in page
-    # a second run reuses the cached corpus
-    again = run_demo(tmp_path / "r2", corpus_dir=tmp_path / "corpus", corpus_size=MICRO, seed=3,
+    # a second run into the same folder starts a fresh training run and reuses the cached corpus
+    again = run_demo(out, corpus_dir=tmp_path / "corpus", corpus_size=MICRO, seed=3,
                      overrides=(*TINY, "train.epochs=1"), progress=False)  # fmt: skip
-    assert again["corpus_reused"] is True
+    assert again["corpus_reused"] is True and again["epochs_run"] == 1
 
 
 @pytest.fixture(autouse=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from importlib import resources
 from pathlib import Path
@@ -88,6 +89,9 @@ def run_demo(
     if minutes is not None:
         data_sets.append(f"train.max_minutes={minutes}")
     cfg = load_config(recipe or _recipe_path(), [*data_sets, *overrides])
+    if (out / "run").exists():  # a demo re-run starts over (the trainer would refuse a used run folder)
+        _log(progress, f"removing the previous demo run in {out / 'run'}")
+        shutil.rmtree(out / "run")
     _log(progress, f"[2/4] training {cfg.model.arch} for up to {cfg.train.epochs} epochs")
     t1 = time.perf_counter()
     result = train(cfg)
