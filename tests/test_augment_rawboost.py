@@ -160,7 +160,7 @@ def test_numpy_mode_follows_the_same_semantics():
         rawboost_numpy(x, 12, np.random.RandomState(0))
 
 
-@pytest.mark.parametrize("algo", [4, 8])
+@pytest.mark.parametrize("algo", [3, 4, 8])
 def test_cpu_row_chunking_does_not_change_results(algo, monkeypatch):
     import safespeak.augment.rawboost as rb_module
 
@@ -169,7 +169,65 @@ def test_cpu_row_chunking_does_not_change_results(algo, monkeypatch):
     whole = rb_module.rawboost_batch(x, algo, _gen(17), P)
     monkeypatch.setattr(rb_module, "CPU_CHUNK_SAMPLES", 6000)  # chunks of 2 rows
     chunked = rb_module.rawboost_batch(x, algo, _gen(17), P)
-    torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=0)
+    assert torch.equal(chunked, whole)  # every op acts on each row alone
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("algo", range(1, 9))
+def test_worker_threads_give_the_serial_result(algo, monkeypatch, two_threads):
+    import safespeak.augment.rawboost as rb_module
+
+    if rb_module._thread_limiters() is None:
+        pytest.skip("torch's OpenMP thread count can't be limited per thread in this build")
+    monkeypatch.setattr(rb_module, "CPU_CHUNK_SAMPLES", 6000)  # 4 chunks of 2 rows: a pool of 2 workers
+    x = torch.randn(7, 3000, generator=_gen(18)) * 0.3
+    assert rb_module._workers(4, x) == 2
+    pooled = rb_module.rawboost_batch(x, algo, _gen(19), P)
+    assert torch.get_num_threads() == 2  # the caller's setting is untouched
+    torch.set_num_threads(1)
+    assert rb_module._workers(4, x) == 1
+    assert torch.equal(pooled, rb_module.rawboost_batch(x, algo, _gen(19), P))
+
+
+def test_worker_threads_follow_the_callers_inference_mode(monkeypatch, two_threads):
+    import safespeak.augment.rawboost as rb_module
+
+    monkeypatch.setattr(rb_module, "CPU_CHUNK_SAMPLES", 6000)
+    x = torch.randn(6, 3000, generator=_gen(20)) * 0.3
+    want = rawboost(x, 4, _gen(21))
+    with torch.inference_mode():  # the output is an inference tensor written by the workers
+        got = rawboost(x, 4, _gen(21))
+    assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("algo", range(1, 9))
+def test_cpu_batch_path_equals_the_public_draws_then_applies(algo):
+    # The chunked CPU path (in-place stages, per-example streams) against the plain functions, same draws.
+    from safespeak.augment.rawboost import ALGORITHMS, lnl_apply
+
+    bsz, t = 5, 4000
+    x = torch.randn(bsz, t, generator=_gen(22)) * 0.3
+    g = _gen(algo)
+    draw = {"L": lambda: draw_lnl(bsz, P, g, CPU), "I": lambda: draw_isd(bsz, t, P, g, CPU),
+            "S": lambda: draw_ssi(bsz, t, P, g, CPU)}
+    apply = {"L": lnl_apply, "I": isd_apply, "S": ssi_apply}
+    stages = ALGORITHMS[algo].replace("+", "")
+    draws = [draw[s]() for s in stages]
+    if algo == 8:
+        y = lnl_apply(x, draws[0], P) + isd_apply(x, draws[1], P)
+        y = y / y.abs().amax(1, keepdim=True).clamp(min=1)
+    else:
+        y = x
+        for s, d in zip(stages, draws, strict=True):
+            y = apply[s](y, d, P)
+    assert torch.equal(rawboost(x, algo, _gen(algo)), y)
 
 
 def test_firwin_rejects_even_or_too_many_taps():

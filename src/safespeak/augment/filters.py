@@ -156,7 +156,11 @@ def fir_bank(b: Tensor, lengths: Tensor, t: int, dtype: torch.dtype = torch.floa
     idx = (torch.arange(ell, device=b.device) - shift.unsqueeze(-1)) % m  # (B, F, L)
     g = torch.zeros(bsz, n_filt, m, dtype=dtype, device=b.device)
     g.scatter_(2, idx, b.to(dtype))
-    return FIRBank(h=torch.fft.rfft(g), m=m, lead=lead, hop=hop)
+    # One spare bin per spectrum: complex products with h then never merge rows into one flat loop, so a
+    # row's bins get the same vector/scalar-tail rounding whatever the number of rows filtered together.
+    spec = torch.fft.rfft(g)
+    h = spec.new_empty(bsz, n_filt, spec.shape[-1] + 1)[..., :-1].copy_(spec)
+    return FIRBank(h=h, m=m, lead=lead, hop=hop)
 
 
 def fir_powers(x: Tensor, bank: FIRBank) -> Tensor:
@@ -174,7 +178,13 @@ def fir_powers(x: Tensor, bank: FIRBank) -> Tensor:
                 power.mul_(blocks)
             acc.addcmul_(torch.fft.rfft(power), h[:, i : i + 1])
     y = torch.fft.irfft(acc, n=m)[..., lead : lead + hop]  # (B, n_blk, hop)
-    return y.reshape(bsz, n_blk * hop)[:, :t]
+    # Gathered into a contiguous (B, T): later row reductions then don't depend on the number of rows.
+    out = x.new_empty(bsz, t)
+    full = t // hop
+    out[:, : full * hop].unflatten(1, (full, hop)).copy_(y[:, :full])
+    if full < n_blk:
+        out[:, full * hop :].copy_(y[:, full, : t - full * hop])
+    return out
 
 
 def filter_powers(x: Tensor, b: Tensor, lengths: Tensor) -> Tensor:

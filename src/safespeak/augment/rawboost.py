@@ -11,8 +11,16 @@ Random draws (`draw_lnl`, `draw_isd`, `draw_ssi`) are separate from the determin
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import functools
+import itertools
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -147,12 +155,104 @@ def draw_lnl(bsz: int, p: RawBoostParams, gen: Gen, dev: torch.device) -> NotchD
     return _draw_notch(bsz, [(p.min_g, p.max_g)] + [later] * (p.n_f - 1), p, gen, dev)
 
 
-def draw_isd(bsz: int, t: int, p: RawBoostParams, gen: Gen, dev: torch.device) -> ISDDraw:
-    """Random ISD impulses: n = int(T·β/100) distinct positions with β ~ U(0, P), f_r = (2u−1)(2v−1)."""
+# On CPU, per-example random streams (ISD positions and factors, SSI noise) come from per-example
+# sub-generators seeded from the caller's generator: they can then be drawn chunk by chunk, in cache and on
+# worker threads, with results that depend neither on the chunking nor on the thread count. A CPU
+# `torch.Generator` keeps only the low 32 bits of its seed.
+_SEED_BOUND = 1 << 32
+
+
+def _per_example_streams(dev: torch.device) -> bool:
+    return dev.type == "cpu"
+
+
+def _seeds(bsz: int, gen: Gen, dev: torch.device) -> Tensor:
+    """Sub-generator seeds (B,) int64 on CPU."""
+    return torch.randint(_SEED_BOUND, (bsz,), generator=gen, device=_gen_device(gen, dev)).cpu()
+
+
+def _sub_generators(seeds: Tensor) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed(s) for s in seeds.tolist()]
+
+
+def _isd_bound(t: int, p: RawBoostParams) -> int:
+    """Static bound k on the impulse count n = int(T·β/100), β < P."""
+    return min(t, int(t * p.p / 100) + 1)
+
+
+def _isd_counts(bsz: int, t: int, p: RawBoostParams, gen: Gen, dev: torch.device) -> Tensor:
     beta = _uniform((bsz,), 0.0, p.p, gen, dev)
-    n = (t * (beta / 100)).floor().to(torch.int64)  # (B,)
-    k = min(t, int(t * p.p / 100) + 1)  # static bound on n
-    positions, keep = _distinct_positions(bsz, t, k, n, gen, dev)  # (B, M)
+    return (t * (beta / 100)).floor().to(torch.int64)  # (B,)
+
+
+def _candidate_count(k: int) -> int:
+    # ~1.25·k i.i.d. candidates almost always hold k distinct values when k ≤ T/4 (see _distinct_positions).
+    return k + k // 4 + 32
+
+
+def _first_occurrences(cand: Tensor, t: int) -> Tensor:
+    """Whether each candidate (R, M) in range(t) is the first of its value in its row."""
+    rows, m = cand.shape
+    # The smallest draw index per value, from a (R, t) table: cheaper than sorting the candidates.
+    order = torch.arange(m, device=cand.device, dtype=torch.int32).expand(rows, m)
+    table = torch.full((rows, t), m, device=cand.device, dtype=torch.int32)
+    table.scatter_reduce_(1, cand, order, reduce="amin")
+    return table.gather(1, cand) == order
+
+
+@dataclass(frozen=True)
+class _ISDPlan:
+    """CPU ISD draws made up front: impulse counts n (B,) and per-example sub-generator seeds (B,)."""
+
+    n: Tensor
+    seed: Tensor
+
+
+def _isd_plan(bsz: int, t: int, p: RawBoostParams, gen: Gen) -> _ISDPlan:
+    cpu = torch.device("cpu")
+    return _ISDPlan(n=_isd_counts(bsz, t, p, gen, cpu), seed=_seeds(bsz, gen, cpu))
+
+
+def _smallest_keys(t: int, k: int, gen: torch.Generator) -> Tensor:
+    """A uniform random k-subset of range(t), ascending by key: the k smallest of t uniform keys."""
+    return torch.rand(t, generator=gen).topk(k, largest=False, sorted=True).indices
+
+
+def _isd_materialise(plan: _ISDPlan, t: int, p: RawBoostParams) -> ISDDraw:
+    """Each example's impulse positions and factors, drawn from its own sub-generator (CPU).
+
+    Per example: m = ~1.25·k i.i.d. candidate positions whose first n distinct values are the subset
+    (falling back to the n smallest of t random keys if the candidates hold fewer than n distinct values,
+    or at once when k > t/4), then n factors f_r = (2u−1)(2v−1).
+    """
+    gens = _sub_generators(plan.seed)
+    n, k = plan.n, _isd_bound(t, p)
+    if k <= t // 4:
+        m = _candidate_count(k)
+        positions = torch.stack([torch.randint(t, (m,), generator=g) for g in gens])
+        first = _first_occurrences(positions, t)
+        rank = first.to(torch.int32).cumsum(dim=1, dtype=torch.int32)
+        keep = first & (rank <= n.unsqueeze(1))
+        for r in (rank[:, -1] < n).nonzero().flatten().tolist():  # short of distinct values: rare
+            positions[r, :k] = _smallest_keys(t, k, gens[r])
+            keep[r] = torch.arange(m) < n[r]
+    else:
+        positions = torch.stack([_smallest_keys(t, k, g) for g in gens])
+        keep = torch.arange(k) < n.unsqueeze(1)
+    u = torch.cat([torch.rand((2, c), generator=g) for c, g in zip(n.tolist(), gens, strict=True)], dim=1)
+    f_r = (2 * u[0] - 1) * (2 * u[1] - 1)  # the kept slots', row by row, in slot order
+    return ISDDraw(positions=positions, f_r=torch.zeros(positions.shape).masked_scatter_(keep, f_r))
+
+
+def draw_isd(bsz: int, t: int, p: RawBoostParams, gen: Gen, dev: torch.device) -> ISDDraw:
+    """Random ISD impulses: n = int(T·β/100) distinct positions with β ~ U(0, P), f_r = (2u−1)(2v−1).
+
+    On CPU (`dev`), each example's positions and factors come from its own sub-generator seeded from `gen`.
+    """
+    if _per_example_streams(dev):
+        return _isd_materialise(_isd_plan(bsz, t, p, gen), t, p)
+    n = _isd_counts(bsz, t, p, gen, dev)
+    positions, keep = _distinct_positions(bsz, t, _isd_bound(t, p), n, gen, dev)  # (B, M)
     u = torch.rand((2, *positions.shape), generator=gen, device=_gen_device(gen, dev)).to(dev)
     f_r = (2 * u[0] - 1) * (2 * u[1] - 1)
     return ISDDraw(positions=positions, f_r=torch.where(keep, f_r, 0.0))
@@ -161,7 +261,7 @@ def draw_isd(bsz: int, t: int, p: RawBoostParams, gen: Gen, dev: torch.device) -
 def _distinct_positions(
     bsz: int, t: int, k: int, n: Tensor, gen: Gen, dev: torch.device
 ) -> tuple[Tensor, Tensor]:
-    """Uniform random n-subsets of range(t) per row, as (positions (B, M), keep mask (B, M)).
+    """Uniform random n-subsets of range(t) per row, as (positions (B, M), keep mask (B, M)), batch-wide.
 
     The first n distinct values of i.i.d. uniform indices are a uniform n-subset (sampling without
     replacement by rejection). Drawing ~1.25·k candidates is far cheaper than a permutation or sort
@@ -170,13 +270,9 @@ def _distinct_positions(
     """
     gdev = _gen_device(gen, dev)
     if k <= t // 4:
-        m = k + k // 4 + 32
+        m = _candidate_count(k)
         cand = torch.randint(t, (bsz, m), generator=gen, device=gdev).to(dev)
-        # First occurrence of each value: the smallest draw index written to its slot of a (B, T) table.
-        order = torch.arange(m, device=dev, dtype=torch.int32).expand(bsz, m)
-        table = torch.full((bsz, t), m, device=dev, dtype=torch.int32)
-        table.scatter_reduce_(1, cand, order, reduce="amin")
-        first = table.gather(1, cand) == order
+        first = _first_occurrences(cand, t)
         rank = first.to(torch.int32).cumsum(dim=1, dtype=torch.int32)
         if bool((rank[:, -1] >= n).all()):
             return cand, first & (rank <= n.unsqueeze(1))
@@ -185,8 +281,38 @@ def _distinct_positions(
     return positions, torch.arange(positions.shape[1], device=dev) < n.unsqueeze(1)
 
 
+@dataclass(frozen=True)
+class _SSIPlan:
+    """CPU SSI draws made up front: noise sub-generator seeds (B,), the notch filter draws, SNR (B,)."""
+
+    seed: Tensor
+    notch: NotchDraw
+    snr_db: Tensor
+
+
+def _noise(seeds: Tensor, t: int) -> Tensor:
+    """N(0, 1) noise (R, t), row r from a sub-generator seeded with seeds[r]."""
+    out = torch.empty(seeds.shape[0], t)
+    for row, g in zip(out, _sub_generators(seeds), strict=True):
+        row.normal_(generator=g)
+    return out
+
+
+def _ssi_plan(bsz: int, p: RawBoostParams, gen: Gen) -> _SSIPlan:
+    cpu = torch.device("cpu")
+    seed = _seeds(bsz, gen, cpu)
+    notch = _draw_notch(bsz, [(p.min_g, p.max_g)], p, gen, cpu)
+    return _SSIPlan(seed=seed, notch=notch, snr_db=_uniform((bsz,), p.snr_min, p.snr_max, gen, cpu))
+
+
 def draw_ssi(bsz: int, t: int, p: RawBoostParams, gen: Gen, dev: torch.device) -> SSIDraw:
-    """Random SSI draws: N(0, 1) noise, one notch filter (gain U(min_g, max_g)), SNR U(snr_min, snr_max)."""
+    """Random SSI draws: N(0, 1) noise, one notch filter (gain U(min_g, max_g)), SNR U(snr_min, snr_max).
+
+    On CPU (`dev`), each example's noise comes from its own sub-generator seeded from `gen`.
+    """
+    if _per_example_streams(dev):
+        d = _ssi_plan(bsz, p, gen)
+        return SSIDraw(noise=_noise(d.seed, t), notch=d.notch, snr_db=d.snr_db)
     noise = torch.randn((bsz, t), generator=gen, device=_gen_device(gen, dev)).to(dev)
     notch = _draw_notch(bsz, [(p.min_g, p.max_g)], p, gen, dev)
     snr = _uniform((bsz,), p.snr_min, p.snr_max, gen, dev)
@@ -195,9 +321,26 @@ def draw_ssi(bsz: int, t: int, p: RawBoostParams, gen: Gen, dev: torch.device) -
 
 def _peak_norm(y: Tensor, inplace: bool = False) -> Tensor:
     """Divide each row by its peak only when the peak exceeds 1 (the original `normWav(x, 0)`)."""
-    peak = torch.maximum(y.amax(dim=-1, keepdim=True), y.amin(dim=-1, keepdim=True).neg_())  # no |y| copy
-    scale = peak.clamp_(min=1)  # peak ≤ 1 → divide by 1; silent rows never divide by 0
+    return _divide(y, _peak_scale(y), inplace)
+
+
+def _peak_scale(y: Tensor) -> Tensor:
+    # max(peak, 1): peak ≤ 1 → divide by 1; silent rows never divide by 0. (amax + amin beat aminmax here.)
+    return torch.maximum(y.amax(dim=-1, keepdim=True), y.amin(dim=-1, keepdim=True).neg_()).clamp_(min=1)
+
+
+def _divide(y: Tensor, scale: Tensor, inplace: bool = True, out: Tensor | None = None) -> Tensor:
+    """y / scale: into `out` if given, else in place or in a new tensor."""
+    if out is not None:
+        return torch.div(y, scale, out=out) if _needs_division(scale) else (y if y is out else out.copy_(y))
+    if not _needs_division(scale):
+        return y if inplace else y.clone()
     return y.div_(scale) if inplace else y / scale
+
+
+def _needs_division(scale: Tensor) -> bool:
+    # Dividing by 1 changes nothing: on CPU, skip the pass when no row needs it (a GPU isn't synced to check).
+    return scale.device.type != "cpu" or bool((scale > 1).any())
 
 
 def _bank(d: NotchDraw, p: RawBoostParams, t: int, dtype: torch.dtype, dev: torch.device) -> FIRBank:
@@ -208,9 +351,11 @@ def _bank(d: NotchDraw, p: RawBoostParams, t: int, dtype: torch.dtype, dev: torc
     return fir_bank(b.to(dev), lengths.to(dev), t, dtype)
 
 
-def _lnl(x: Tensor, bank: FIRBank) -> Tensor:
+def _lnl(x: Tensor, bank: FIRBank, out: Tensor | None = None) -> Tensor:
     y = fir_powers(x, bank)  # a fresh tensor: in-place updates are safe
-    return _peak_norm(y.sub_(y.mean(dim=-1, keepdim=True)), inplace=True)
+    mean = y.mean(dim=-1, keepdim=True)
+    y = y.sub_(mean) if out is None else torch.sub(y, mean, out=out)
+    return _peak_norm(y, inplace=True)
 
 
 def lnl_apply(x: Tensor, d: NotchDraw, p: RawBoostParams) -> Tensor:
@@ -218,13 +363,28 @@ def lnl_apply(x: Tensor, d: NotchDraw, p: RawBoostParams) -> Tensor:
     return _lnl(x, _bank(d, p, x.shape[1], x.dtype, x.device))
 
 
+def _isd(
+    x: Tensor, d: ISDDraw, g_sd: float, owned: bool = False, bounded: bool = False, out: Tensor | None = None
+) -> Tensor:
+    """ISD on x. owned: x may be updated in place; bounded: |x| ≤ 1 already; out: where to write."""
+    vals = x.gather(1, d.positions)
+    impulses = vals * (g_sd * d.f_r.to(x.dtype))  # (B, K): g_sd·x[p]·f_r
+    if owned:
+        y = x
+    else:
+        y = x.clone() if out is None else out.copy_(x)
+    y.scatter_add_(1, d.positions, impulses)
+    # With |x| ≤ 1, a peak above 1 can only be among the new values x[p] + impulse (the same sums that
+    # scatter_add makes; unused slots add 0 and see old values ≤ 1): no pass over all samples needed.
+    return _divide(y, _peak_scale(vals.add_(impulses) if bounded else y), out=out)
+
+
 def isd_apply(x: Tensor, d: ISDDraw, p: RawBoostParams) -> Tensor:
     """ISD impulsive noise: x[pos] ← x[pos]·(1 + g_sd·f_r), then peak-normalised if the peak exceeds 1.
 
     Positions may repeat where f_r = 0 (unused draws); the impulses are summed, so those add nothing.
     """
-    impulses = x.gather(1, d.positions) * (p.g_sd * d.f_r.to(x.dtype))  # (B, K): g_sd·x[p]·f_r
-    return _peak_norm(x.scatter_add(1, d.positions, impulses), inplace=True)
+    return _isd(x, d, p.g_sd)
 
 
 @dataclass(frozen=True)
@@ -234,14 +394,15 @@ class _SSIReady:
     snr_db: Tensor  # (B,)
 
 
-def _ssi(x: Tensor, r: _SSIReady) -> Tensor:
+def _ssi(x: Tensor, r: _SSIReady, out: Tensor | None = None) -> Tensor:
     noise = fir_powers(r.noise.to(x.dtype), r.bank)
     # The original peak-normalises the noise first; that factor cancels in the energy scaling below.
     tiny = torch.finfo(x.dtype).tiny
     nn = torch.linalg.vector_norm(noise, dim=-1, keepdim=True).clamp_min(tiny)
     nx = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
     snr = r.snr_db.to(x.dtype).unsqueeze(-1)
-    return x + noise * (nx / (nn * torch.pow(10.0, 0.05 * snr)))
+    noise = noise.mul_(nx / (nn * torch.pow(10.0, 0.05 * snr)))
+    return noise.add_(x) if out is None else torch.add(noise, x, out=out)  # x + scaled noise
 
 
 def ssi_apply(x: Tensor, d: SSIDraw, p: RawBoostParams) -> Tensor:
@@ -257,17 +418,17 @@ def _params(params: dict[str, object]) -> RawBoostParams:
     return RawBoostParams(**params)  # type: ignore[arg-type]
 
 
-Ready = FIRBank | ISDDraw | _SSIReady  # a stage's draws with its filters designed for the whole batch
+Ready = FIRBank | ISDDraw | _SSIReady  # a stage's draws, with its filters designed, for a set of rows
 
 # On CPU, rows are processed in chunks of about this many samples so that the FFT blocks, powers and
 # spectra of a chunk stay in cache; whole-batch passes over (B, T) are memory-bound and several times slower.
 CPU_CHUNK_SAMPLES = 1 << 17
 
 
-def _rows(r: Ready, rows: slice) -> Ready:
-    """The same prepared stage restricted to a chunk of rows (tensors sliced, block sizes kept)."""
+def _rows(r: object, rows: slice) -> object:
+    """The same dataclass of per-row tensors restricted to a range of rows (other fields kept)."""
     fields = {}
-    for f in dataclasses.fields(r):
+    for f in dataclasses.fields(r):  # type: ignore[arg-type]
         v = getattr(r, f.name)
         if dataclasses.is_dataclass(v):
             v = _rows(v, rows)
@@ -278,7 +439,7 @@ def _rows(r: Ready, rows: slice) -> Ready:
 
 
 def _prepare(stage: str, bsz: int, t: int, p: RawBoostParams, gen: Gen, dev: torch.device) -> Ready:
-    # Draws, then filter design, for the whole batch at once (small tensors, one call each).
+    # Non-CPU devices: draws, then filter design, for the whole batch at once (small tensors, one call each).
     if stage == "L":
         return _bank(draw_lnl(bsz, p, gen, dev), p, t, torch.float32, dev)
     if stage == "I":
@@ -287,33 +448,165 @@ def _prepare(stage: str, bsz: int, t: int, p: RawBoostParams, gen: Gen, dev: tor
     return _SSIReady(d.noise, _bank(d.notch, p, t, torch.float32, dev), d.snr_db)
 
 
-def _apply_stages(x: Tensor, algo: int, ready: list[Ready], p: RawBoostParams) -> Tensor:
+def _apply_stages(
+    x: Tensor, algo: int, ready: list[Ready], p: RawBoostParams, out: Tensor | None = None
+) -> Tensor:
+    """The stages of `algo` on x (not modified); the last one writes into `out` if given."""
     if algo == 8:  # parallel: both see the input; the sum is peak-normalised
-        return _peak_norm(_lnl(x, ready[0]) + isd_apply(x, ready[1], p))
-    for stage, r in zip(ALGORITHMS[algo], ready, strict=True):
-        x = _lnl(x, r) if stage == "L" else isd_apply(x, r, p) if stage == "I" else _ssi(x, r)
+        y = torch.add(_lnl(x, ready[0]), _isd(x, ready[1], p.g_sd), out=out)  # type: ignore[arg-type]
+        return _peak_norm(y, inplace=True)
+    stages = ALGORITHMS[algo]
+    owned = bounded = False  # x is the caller's, of any peak
+    for i, (stage, r) in enumerate(zip(stages, ready, strict=True)):
+        dst = out if i == len(stages) - 1 else None
+        if stage == "S":
+            x, bounded = _ssi(x, r, dst), False  # type: ignore[arg-type]
+        else:  # LnL and ISD end with "divide by the peak if above 1"
+            x = _lnl(x, r, dst) if stage == "L" else _isd(x, r, p.g_sd, owned, bounded, dst)  # type: ignore[arg-type]
+            bounded = True
+        owned = True
     return x
+
+
+# CPU path: the whole batch's draws up front (`_Plan` per stage), then per group of rows the filter design,
+# then per chunk of rows the per-example random streams and the maths.
+_Plan = NotchDraw | _ISDPlan | _SSIPlan
+
+
+@dataclass(frozen=True)
+class _SSIDesigned:
+    seed: Tensor
+    bank: FIRBank
+    snr_db: Tensor
+
+
+def _plan(stage: str, bsz: int, t: int, p: RawBoostParams, gen: Gen) -> _Plan:
+    cpu = torch.device("cpu")
+    if stage == "L":
+        return draw_lnl(bsz, p, gen, cpu)
+    if stage == "I":
+        return _isd_plan(bsz, t, p, gen)
+    return _ssi_plan(bsz, p, gen)
+
+
+def _design(plan: _Plan, rows: slice, t: int, p: RawBoostParams) -> FIRBank | _ISDPlan | _SSIDesigned:
+    cpu = torch.device("cpu")
+    d = _rows(plan, rows)
+    if isinstance(d, NotchDraw):
+        return _bank(d, p, t, torch.float32, cpu)
+    if isinstance(d, _SSIPlan):
+        return _SSIDesigned(d.seed, _bank(d.notch, p, t, torch.float32, cpu), d.snr_db)
+    return d  # type: ignore[return-value]
+
+
+def _materialise(d: FIRBank | _ISDPlan | _SSIDesigned, rows: slice, t: int, p: RawBoostParams) -> Ready:
+    r = _rows(d, rows)
+    if isinstance(r, _ISDPlan):
+        return _isd_materialise(r, t, p)
+    if isinstance(r, _SSIDesigned):
+        return _SSIReady(_noise(r.seed, t), r.bank, r.snr_db)
+    return r  # type: ignore[return-value]
+
+
+@functools.cache
+def _thread_limiters() -> tuple[Callable[[int], object], ...] | None:
+    """Setters of the calling thread's OpenMP and MKL thread counts, or None if torch's can't be set.
+
+    Pool workers run their ops single-threaded: nested intra-op teams (workers × torch threads) would
+    oversubscribe the cores. Both settings are per thread, so the caller's threads are unaffected.
+    """
+    try:
+        setters: list[Callable[[int], object]] = [ctypes.CDLL(None).omp_set_num_threads]
+    except (AttributeError, OSError, TypeError):  # not OpenMP, or no global symbol lookup (Windows)
+        return None
+    try:  # MKL (FFTs) keeps its own per-thread count; it lives in libtorch_cpu where torch bundles it
+        lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"), mode=os.RTLD_NOLOAD)
+        setters.append(lib.MKL_Set_Num_Threads_Local)
+    except (AttributeError, OSError):
+        pass
+    ok: list[bool] = []  # check in a fresh thread that torch then sees one thread (the same OpenMP runtime)
+    probe = threading.Thread(target=lambda: ok.append(_single_threaded(tuple(setters)) == 1))
+    probe.start()
+    probe.join()
+    return tuple(setters) if ok == [True] else None
+
+
+def _single_threaded(setters: tuple[Callable[[int], object], ...]) -> int:
+    torch.get_num_threads()  # torch's lazy per-thread set-up first, so that it can't undo the limit later
+    for s in setters:
+        s(1)
+    return torch.get_num_threads()
+
+
+def _workers(n_tasks: int, x: Tensor) -> int:
+    n = min(torch.get_num_threads(), n_tasks)
+    # Autograd through worker threads is possible but not worth supporting for an augmentation.
+    if n <= 1 or x.requires_grad or _thread_limiters() is None:
+        return 1
+    return n
+
+
+def _run(fn: Callable[[list[slice]], None], tasks: list[list[slice]], workers: int) -> None:
+    if workers <= 1:
+        for task in tasks:
+            fn(task)
+        return
+    grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
+
+    def call(task: list[slice]) -> None:
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad):  # thread-local modes
+            fn(task)
+
+    # A pool per call: nothing outlives it (no threads to lose in a forked DataLoader worker).
+    with ThreadPoolExecutor(workers, initializer=_single_threaded, initargs=(_thread_limiters(),)) as pool:
+        for f in [pool.submit(call, task) for task in tasks]:
+            f.result()
+
+
+def _groups(chunks: list[slice], n: int) -> list[list[slice]]:
+    """n contiguous runs of near-equal numbers of chunks."""
+    n = min(n, len(chunks))
+    bounds = [len(chunks) * i // n for i in range(n + 1)]
+    return [chunks[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+def _rawboost_cpu(x: Tensor, algo: int, gen: Gen, p: RawBoostParams, stages: str) -> Tensor:
+    bsz, t = x.shape
+    plans = [_plan(s, bsz, t, p, gen) for s in stages]
+    step = max(1, CPU_CHUNK_SAMPLES // t)
+    chunks = [slice(i, min(i + step, bsz)) for i in range(0, bsz, step)]
+    workers = _workers(len(chunks), x)
+    # Filters are designed per group of chunks (a few small ops per group); two groups per worker balance
+    # the load. Every op acts on each row alone, so neither groups nor chunks change the results.
+    tasks = _groups(chunks, 1 if workers == 1 else 2 * workers)
+    out = torch.empty_like(x)
+
+    def run(task: list[slice]) -> None:
+        rows = slice(task[0].start, task[-1].stop)
+        designed = [_design(plan, rows, t, p) for plan in plans]
+        for c in task:
+            rel = slice(c.start - rows.start, c.stop - rows.start)
+            _apply_stages(x[c], algo, [_materialise(d, rel, t, p) for d in designed], p, out=out[c])
+
+    _run(run, tasks, workers)
+    return out
 
 
 def rawboost_batch(x: Tensor, algo: int, gen: Gen, p: RawBoostParams) -> Tensor:
     """`rawboost` with a ready `RawBoostParams`; x: (B, T) float32. Returns (B, T).
 
     All random parameters are drawn for the whole batch first, so the result does not depend on the
-    row chunking used on CPU.
+    row chunking or worker threads used on CPU.
     """
     if algo not in ALGORITHMS:
         raise ValueError(f"unknown RawBoost algo {algo!r}; expected one of {sorted(ALGORITHMS)}")
     bsz, t = x.shape
     stages = ALGORITHMS[algo].replace("+", "")
-    ready = [_prepare(s, bsz, t, p, gen, x.device) for s in stages]
-    step = max(1, CPU_CHUNK_SAMPLES // t) if x.device.type == "cpu" else bsz
-    if step >= bsz or not stages:
-        return _apply_stages(x, algo, ready, p)
-    out = torch.empty_like(x)
-    for start in range(0, bsz, step):
-        rows = slice(start, start + step)
-        out[rows] = _apply_stages(x[rows], algo, [_rows(r, rows) for r in ready], p)
-    return out
+    if not stages:
+        return x
+    if x.device.type == "cpu":
+        return _rawboost_cpu(x, algo, gen, p, stages)
+    return _apply_stages(x, algo, [_prepare(s, bsz, t, p, gen, x.device) for s in stages], p)
 
 
 def rawboost(x: Tensor, algo: int, generator: torch.Generator | None = None, **params: object) -> Tensor:
@@ -322,6 +615,7 @@ def rawboost(x: Tensor, algo: int, generator: torch.Generator | None = None, **p
     x: (B, T) or (T,) waveforms on any device; computed in float32, returned in x's dtype and shape.
     generator: the source of every random draw (its device may differ from x's; draws are moved);
     None uses torch's global RNG. params: `RawBoostParams` field overrides, e.g. `snr_min=5`.
+    On CPU, ops run on up to `torch.get_num_threads()` worker threads (each single-threaded).
 
     >>> g = torch.Generator().manual_seed(0)
     >>> rawboost(torch.randn(2, 16000) * 0.1, 5, g).shape
