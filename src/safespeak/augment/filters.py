@@ -111,8 +111,9 @@ def notch_cascade(
     # freqz grid: bins k·step, k < 512, of an FFT whose size is a multiple of 1024.
     n_fft = 2 * FREQZ_POINTS * math.ceil(length / (2 * FREQZ_POINTS))
     step = n_fft // (2 * FREQZ_POINTS)
-    h = torch.view_as_real(torch.fft.rfft(b, n=n_fft)[..., : step * FREQZ_POINTS : step])  # (..., 512, 2)
-    peak = h.square().sum(-1).amax(-1, keepdim=True).sqrt()  # max |H|, without a complex abs per bin
+    h = torch.fft.rfft(b, n=n_fft)[..., : step * FREQZ_POINTS : step]  # (..., 512)
+    # max |H| without a complex abs per bin; re² + im² as two planes (a sum over a size-2 dim is ~10× slower)
+    peak = (h.real.square() + h.imag.square()).amax(-1, keepdim=True).sqrt()
     gain = torch.pow(10.0, gain_db.to(torch.float64) / 20).unsqueeze(-1)
     lengths = numtaps.to(device=b.device, dtype=torch.int64).sum(-1) - (nb - 1)
     # The FFT leaves ~1e-17 residue past each filter's end; clear it so the taps are exactly finite-length.

@@ -423,6 +423,8 @@ Ready = FIRBank | ISDDraw | _SSIReady  # a stage's draws, with its filters desig
 # On CPU, rows are processed in chunks of about this many samples so that the FFT blocks, powers and
 # spectra of a chunk stay in cache; whole-batch passes over (B, T) are memory-bound and several times slower.
 CPU_CHUNK_SAMPLES = 1 << 17
+# Filter design and ISD impulses are made per group of rows of about this many samples (see _rawboost_cpu).
+CPU_GROUP_SAMPLES = 1 << 19
 
 
 def _rows(r: object, rows: slice) -> object:
@@ -489,20 +491,23 @@ def _plan(stage: str, bsz: int, t: int, p: RawBoostParams, gen: Gen) -> _Plan:
     return _ssi_plan(bsz, p, gen)
 
 
-def _design(plan: _Plan, rows: slice, t: int, p: RawBoostParams) -> FIRBank | _ISDPlan | _SSIDesigned:
+_Designed = FIRBank | ISDDraw | _SSIDesigned
+
+
+def _design(plan: _Plan, rows: slice, t: int, p: RawBoostParams) -> _Designed:
+    """A group's filters and ISD impulses (small tensors: fewer, larger ops than per chunk)."""
     cpu = torch.device("cpu")
     d = _rows(plan, rows)
     if isinstance(d, NotchDraw):
         return _bank(d, p, t, torch.float32, cpu)
     if isinstance(d, _SSIPlan):
         return _SSIDesigned(d.seed, _bank(d.notch, p, t, torch.float32, cpu), d.snr_db)
-    return d  # type: ignore[return-value]
+    return _isd_materialise(d, t, p)  # type: ignore[arg-type]
 
 
-def _materialise(d: FIRBank | _ISDPlan | _SSIDesigned, rows: slice, t: int, p: RawBoostParams) -> Ready:
+def _materialise(d: _Designed, rows: slice, t: int) -> Ready:
+    """A chunk's share of its group's stage; SSI noise is drawn here, just before it is filtered."""
     r = _rows(d, rows)
-    if isinstance(r, _ISDPlan):
-        return _isd_materialise(r, t, p)
     if isinstance(r, _SSIDesigned):
         return _SSIReady(_noise(r.seed, t), r.bank, r.snr_db)
     return r  # type: ignore[return-value]
@@ -563,8 +568,10 @@ def _run(fn: Callable[[list[slice]], None], tasks: list[list[slice]], workers: i
             f.result()
 
 
-def _groups(chunks: list[slice], n: int) -> list[list[slice]]:
-    """n contiguous runs of near-equal numbers of chunks."""
+def _groups(chunks: list[slice], rows_each: int, workers: int) -> list[list[slice]]:
+    """Contiguous runs of chunks of about `rows_each` rows, at least two per worker (load balance)."""
+    n_rows = chunks[-1].stop
+    n = max(-(-n_rows // rows_each), 2 * workers if workers > 1 else 1)
     n = min(n, len(chunks))
     bounds = [len(chunks) * i // n for i in range(n + 1)]
     return [chunks[a:b] for a, b in itertools.pairwise(bounds)]
@@ -576,9 +583,10 @@ def _rawboost_cpu(x: Tensor, algo: int, gen: Gen, p: RawBoostParams, stages: str
     step = max(1, CPU_CHUNK_SAMPLES // t)
     chunks = [slice(i, min(i + step, bsz)) for i in range(0, bsz, step)]
     workers = _workers(len(chunks), x)
-    # Filters are designed per group of chunks (a few small ops per group); two groups per worker balance
-    # the load. Every op acts on each row alone, so neither groups nor chunks change the results.
-    tasks = _groups(chunks, 1 if workers == 1 else 2 * workers)
+    # Filters and impulses are made per group of chunks: fewer ops than per chunk, and unlike the whole
+    # batch the group's design tensors stay in cache. Every op acts on each row alone, so neither groups
+    # nor chunks change the results.
+    tasks = _groups(chunks, max(step, CPU_GROUP_SAMPLES // t), workers)
     out = torch.empty_like(x)
 
     def run(task: list[slice]) -> None:
@@ -586,7 +594,7 @@ def _rawboost_cpu(x: Tensor, algo: int, gen: Gen, p: RawBoostParams, stages: str
         designed = [_design(plan, rows, t, p) for plan in plans]
         for c in task:
             rel = slice(c.start - rows.start, c.stop - rows.start)
-            _apply_stages(x[c], algo, [_materialise(d, rel, t, p) for d in designed], p, out=out[c])
+            _apply_stages(x[c], algo, [_materialise(d, rel, t) for d in designed], p, out=out[c])
 
     _run(run, tasks, workers)
     return out
