@@ -92,41 +92,52 @@ class SincFilterbank(nn.Module):
         return F.conv1d(x, self.weight().to(x.dtype))
 
 
+def _window_starts(freq: int, k: int, width: int, device: torch.device) -> torch.Tensor:
+    """Flat index (row * width + 3 * window) of each (1, 3) window's first step in a (freq, width) plane."""
+    rows = torch.arange(freq, device=device).unsqueeze(1) * width  # (F, 1)
+    return rows + 3 * torch.arange(k, device=device)  # (F, k) int64
+
+
+def _pool3(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`max_pool2d(x, (1, 3))` of (B, C, F, T) and the uint8 position (0..2) of each maximum in its window.
+
+    ATen's pooling kernel is vectorised over channels-last maps; its int64 indices are only transient.
+    """
+    k = x.shape[3] // 3
+    out, idx = F.max_pool2d(x[..., : 3 * k], (1, 3), return_indices=True)  # (B, C, F, k)
+    return out, idx.sub_(_window_starts(x.shape[2], k, 3 * k, x.device)).to(torch.uint8)
+
+
+def _unpool3(g: torch.Tensor, pos: torch.Tensor, t: int) -> torch.Tensor:
+    """Gradient of `_pool3`: (B, C, F, k) output gradient and positions -> (B, C, F, t) input gradient."""
+    idx = _window_starts(g.shape[2], g.shape[3], t, g.device) + pos  # (B, C, F, k) int64
+    like = torch.empty(  # only its shape and layout are read
+        *g.shape[:3], t, dtype=g.dtype, device=g.device, memory_format=torch.channels_last
+    )
+    return torch.ops.aten.max_pool2d_with_indices_backward(
+        g, like, [1, 3], [1, 3], [0, 0], [1, 1], False, idx
+    )
+
+
 class _MaxPoolTime3(torch.autograd.Function):
     """Max over non-overlapping windows of 3 along the last axis of (B, C, F, T) -> (B, C, F, T // 3).
 
-    Same values and gradient routing as `max_pool2d(x, (1, 3))` (first maximum wins ties), but it
-    saves only a uint8 window position per output instead of the full input plus int64 indices, and
-    works on the channels-last view (windows as strided slices) which is several times faster on CPU.
+    Same values and gradient routing as `max_pool2d(x, (1, 3))` (it is computed by it), but autograd
+    keeps only a uint8 window position per output instead of the full input plus int64 indices.
     """
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        k = x.shape[-1] // 3
-        v = x.permute(0, 2, 3, 1)  # (B, F, T, C): contiguous when x is channels-last
-        a, b, c = v[:, :, 0 : 3 * k : 3], v[:, :, 1 : 3 * k : 3], v[:, :, 2 : 3 * k : 3]
-        ab = torch.maximum(a, b)
-        out = torch.maximum(ab, c)  # (B, F, k, C)
+        out, pos = _pool3(x)  # (B, C, F, T // 3)
         if ctx.needs_input_grad[0]:
-            pos = (b > a).to(torch.uint8)
-            pos.masked_fill_(c > ab, 2)
             ctx.save_for_backward(pos)
-            ctx.in_shape = x.shape
-        return out.permute(0, 3, 1, 2)  # (B, C, F, k), channels-last strides
+            ctx.in_time = x.shape[3]
+        return out
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
         (pos,) = ctx.saved_tensors
-        bsz, ch, freq, t = ctx.in_shape
-        k = pos.shape[2]
-        g = grad.permute(0, 2, 3, 1)  # (B, F, k, C)
-        gin = grad.new_empty(bsz, freq, t, ch)
-        gin[:, :, 3 * k :].zero_()  # time steps dropped by the floor division
-        windows = gin[:, :, : 3 * k].unflatten(2, (k, 3))  # (B, F, k, 3, C) view
-        zero = grad.new_zeros(())
-        for j in range(3):  # write each window position in place: no zero fill, no scatter indices
-            torch.where(pos == j, g, zero, out=windows[:, :, :, j])
-        return gin.permute(0, 3, 1, 2)
+        return _unpool3(grad, pos, ctx.in_time)
 
 
 class _PatchLinear(torch.autograd.Function):
@@ -154,6 +165,262 @@ class _PatchLinear(torch.autograd.Function):
         return grad_p, grad_w, g.sum(0).to(weight.dtype)
 
 
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def _time_chunks(bsz: int, t: int, chunk: int) -> list[tuple[int, int, int]]:
+    """(batch row, t0, t1) pieces of a (B, ., ., T) map: one row and `chunk` steps (a multiple of 3) each."""
+    return [(b, t0, min(t0 + chunk, t)) for b in range(bsz) for t0 in range(0, t, chunk)]
+
+
+def _taps(zp: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    """The six 2x3 conv1 taps of a 1-channel map at time steps [lo, hi) -> (B, F + 1, hi - lo, 6).
+
+    `zp` is the (B, F, T) map zero-padded by 1 row and 2 time steps on each side, (B, F + 2, T + 4), so
+    -1 <= lo and hi <= T + 1. Tap 3r + c of output row i reads input row i + r - 1 at time t + c - 1;
+    taps 3..5 at rows 0..F-1 are the 1x3 skip convolution's patch.
+    """
+    f = zp.shape[1] - 2
+    return torch.stack(
+        [zp[:, r : r + f + 1, lo + 1 + c : hi + 1 + c] for r in range(2) for c in range(3)], -1
+    )
+
+
+def _scatter_taps(gzp: torch.Tensor, gtaps: torch.Tensor, lo: int) -> None:
+    """Adjoint of `_taps` on one batch row: add the (6, F + 1, L) tap gradients of steps [lo, lo + L)."""
+    f, n = gtaps.shape[1] - 1, gtaps.shape[2]
+    for r in range(2):
+        for c in range(3):
+            gzp[r : r + f + 1, lo + 1 + c : lo + 1 + c + n] += gtaps[3 * r + c]
+
+
+def _linear_taps(taps: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """(..., K) taps @ weight.T + bias -> (..., C): a 1-channel convolution as one matmul."""
+    out = torch.addmm(bias, taps.reshape(-1, taps.shape[-1]), weight.t())
+    return out.view(*taps.shape[:-1], weight.shape[0])
+
+
+def _single_channel_bn_stats(
+    z: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, chunk: int
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Per-channel mean and biased variance (float64) of conv1's (B, C, F + 1, T) output, and the count.
+
+    conv1 is linear in its 6 taps, so its moments follow from the taps' mean and 6 x 6 second moment
+    (summed chunk by chunk in float64): no C-channel map is computed at all.
+    """
+    zp = F.pad(z[:, 0], (2, 2, 1, 1))  # (B, F + 2, T + 4)
+    tap_sum = torch.zeros(6, dtype=torch.float64)
+    gram = torch.zeros(6, 6, dtype=torch.float64)
+    for b, t0, t1 in _time_chunks(z.shape[0], z.shape[3], 4 * chunk):
+        taps = _taps(zp[b : b + 1], t0, t1).flatten(0, 2).double()  # (N_chunk, 6)
+        tap_sum += taps.sum(0)
+        gram += taps.t() @ taps
+    n = z.shape[0] * (z.shape[2] + 1) * z.shape[3]
+    tap_mean = tap_sum / n
+    cov = gram / n - torch.outer(tap_mean, tap_mean)  # (6, 6)
+    w = w1.double()  # (C, 6)
+    var = ((w @ cov) * w).sum(1).clamp_min(0.0)
+    return w @ tap_mean + b1.double(), var, n
+
+
+def _unpool_range(g: torch.Tensor, pos: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    """Pool-input gradient at time steps [lo, hi), zero outside the pooled steps: (1, C, F, hi - lo).
+
+    `g`, `pos`: one batch row of the pooled gradient and positions, (1, F, K, C).
+    """
+    k = pos.shape[2]
+    w0, w1 = max(lo, 0) // 3, min(-(-hi // 3), k)
+    cl = torch.channels_last
+    if w1 <= w0:
+        return g.new_zeros(1, g.shape[3], g.shape[1], hi - lo).contiguous(memory_format=cl)
+    full = _unpool3(
+        g[:, :, w0:w1].permute(0, 3, 1, 2), pos[:, :, w0:w1].permute(0, 3, 1, 2), 3 * (w1 - w0)
+    )  # (1, C, F, 3 (w1 - w0)): steps [3 w0, 3 w1)
+    if lo >= 3 * w0 and hi <= 3 * w1:
+        return full[..., lo - 3 * w0 : hi - 3 * w0]
+    out = g.new_zeros(1, g.shape[3], g.shape[1], hi - lo).contiguous(memory_format=cl)
+    a, e = max(lo, 3 * w0), min(hi, 3 * w1)
+    out[..., a - lo : e - lo] = full[..., a - 3 * w0 : e - 3 * w0]
+    return out
+
+
+def _bn_selu_chunk(
+    taps: torch.Tensor,
+    w1: torch.Tensor,
+    b1: torch.Tensor,
+    scale: torch.Tensor,
+    shift: torch.Tensor,
+    lo: int,
+    t: int,
+    c1: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """SELU(BN(conv1)) at steps [lo - 1, lo + L + 1) from their taps (1, F + 1, L + 2, 6) -> (.., C).
+
+    `c1` (conv1's output, overwritten) saves the matmul when the caller has it. Steps outside [0, t) are
+    conv2's zero padding, not a function of the input: they are set to 0.
+    """
+    c1 = _linear_taps(taps, w1, b1) if c1 is None else c1
+    s = F.selu(c1.mul_(scale).add_(shift), inplace=True)
+    if lo == 0:
+        s[:, :, 0] = 0
+    if lo + taps.shape[2] - 2 >= t:
+        s[:, :, -1] = 0
+    return s
+
+
+def _conv_grad(
+    grad: torch.Tensor, s: torch.Tensor, weight: torch.Tensor, time_pad: int, *, input_grad: bool
+) -> torch.Tensor:
+    """conv2's input gradient (`input_grad`) or weight gradient, for input `s` (1, F + 1, L, C) and output
+    gradient `grad` (1, C, F, L + 2 time_pad - 2), one oneDNN backward call (stride 1, no row padding)."""
+    mask = [input_grad, not input_grad, False]
+    grads = torch.ops.aten.convolution_backward(
+        grad, s.permute(0, 3, 1, 2), weight, None, [1, 1], [0, time_pad], [1, 1], False, [0, 0], 1, mask
+    )
+    return grads[0] if input_grad else grads[1]
+
+
+class _ChunkedSingleChannelBlock(torch.autograd.Function):
+    """The 1-channel residual block (first encoder block) in time chunks, with recomputation in backward.
+
+    Input (B, 1, F, T) -> (B, C, F, T // 3) channels-last. Per chunk of one batch row: conv1 taps with a
+    one-step halo, BN with the given statistics, SELU, conv2, skip conv, max-pool 3. Only the input, the
+    uint8 pool positions and the output are kept: no (B, C, F, T) map is ever alive, and the chunk-sized
+    temporaries stay in cache and in the allocator's heap (fresh full-size maps cost page faults).
+
+    Backward recomputes each chunk (conv1 taps, BN, SELU; not conv2) and runs conv2's backward on it.
+    With batch statistics the BN gradient dL/dc1 = a * g - a * mean(g) - a * xhat * mean(g * xhat)
+    (a = gamma / std) needs two global sums; since everything after it is linear, the a * g part is
+    propagated chunk by chunk and the two per-channel terms are applied at the end, through chunk-summed
+    tap moments (conv1 weight) and a 6 x 6 tap map (input), instead of storing g for a second pass.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        z: torch.Tensor,
+        w1: torch.Tensor,
+        b1: torch.Tensor,
+        gamma: torch.Tensor,
+        beta: torch.Tensor,
+        w2: torch.Tensor,
+        b2: torch.Tensor,
+        wd: torch.Tensor,
+        bd: torch.Tensor,
+        mean: torch.Tensor,
+        invstd: torch.Tensor,
+        batch_stats: bool,
+        chunk: int,
+    ) -> torch.Tensor:
+        bsz, _, f, t = z.shape
+        zp = F.pad(z[:, 0], (2, 2, 1, 1))  # (B, F + 2, T + 4)
+        scale = gamma * invstd
+        shift = beta - mean * scale
+        out = z.new_empty(bsz, f, t // 3, w1.shape[0])  # (B, F, T // 3, C)
+        pos = torch.empty(out.shape, dtype=torch.uint8)
+        for b, t0, t1 in _time_chunks(bsz, t, chunk):
+            taps = _taps(zp[b : b + 1], t0 - 1, t1 + 1)  # (1, F + 1, L + 2, 6): conv2 needs a 1-step halo
+            s = _bn_selu_chunk(taps, w1, b1, scale, shift, t0, t)
+            y = F.conv2d(s.permute(0, 3, 1, 2), w2, b2)  # (1, C, F, L)
+            v = _linear_taps(taps[:, :f, 1:-1, 3:], wd, bd).add_(y.permute(0, 2, 3, 1))  # (1, F, L, C)
+            k0, k1 = t0 // 3, t0 // 3 + (t1 - t0) // 3
+            if k1 > k0:  # a last chunk of 1 or 2 steps only feeds BN statistics and its neighbour's conv2
+                pooled, where = _pool3(v.permute(0, 3, 1, 2))  # (1, C, F, L // 3)
+                out[b, :, k0:k1], pos[b, :, k0:k1] = pooled[0].permute(1, 2, 0), where[0].permute(1, 2, 0)
+        ctx.save_for_backward(z, w1, b1, gamma, beta, w2, wd, mean, invstd, pos)
+        ctx.batch_stats, ctx.chunk = batch_stats, chunk
+        return out.permute(0, 3, 1, 2)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        z, w1, b1, gamma, beta, w2, wd, mean, invstd, pos = ctx.saved_tensors
+        bsz, _, f, t = z.shape
+        ch = w1.shape[0]
+        f64 = torch.float64
+        zp = F.pad(z[:, 0], (2, 2, 1, 1))  # (B, F + 2, T + 4)
+        g = grad.permute(0, 2, 3, 1).to(z.dtype).contiguous()  # (B, F, T // 3, C)
+        scale = gamma * invstd  # a = gamma / std
+        shift = beta - mean * scale
+        w1a = w1 * scale[:, None]  # (C, 6)
+        gzp = torch.zeros_like(zp) if ctx.needs_input_grad[0] else None
+        gw2 = torch.zeros_like(w2, dtype=f64)
+        gb2, s1, s2, sx = (torch.zeros(ch, dtype=f64) for _ in range(4))
+        gwd, p1, p3 = (
+            torch.zeros(3, ch, dtype=f64),
+            torch.zeros(6, ch, dtype=f64),
+            torch.zeros(6, ch, dtype=f64),
+        )
+        p2 = torch.zeros(6, dtype=f64)
+        for b, t0, t1 in _time_chunks(bsz, t, ctx.chunk):
+            taps = _taps(zp[b : b + 1], t0 - 1, t1 + 1)  # (1, F + 1, L + 2, 6)
+            c1 = _linear_taps(taps, w1, b1)  # (1, F + 1, L + 2, C)
+            xhat = ((c1[:, :, 1:-1] - mean) * invstd).flatten(0, 2)  # (N, C) at the chunk's own steps
+            s = _bn_selu_chunk(taps, w1, b1, scale, shift, t0, t, c1)  # (1, F + 1, L + 2, C)
+            gext = _unpool_range(g[b : b + 1], pos[b : b + 1], t0 - 1, t1 + 1)  # (1, C, F, L + 2)
+            gout = gext[..., 1:-1]  # (1, C, F, L): conv2 and skip output gradient
+            # conv2's input gradient over the halo'd range; only the chunk's own steps [1, L] are complete
+            gs = _conv_grad(gext, s, w2, 1, input_grad=True)[..., 1:-1]  # (1, C, F + 1, L)
+            gw2 += _conv_grad(gout, s, w2, 0, input_grad=False)
+            gout = gout.permute(0, 2, 3, 1).flatten(0, 2)  # (N_out, C)
+            gb2 += gout.sum(0)
+            skip_taps = taps[:, :f, 1:-1, 3:].flatten(0, 2)  # (N_out, 3)
+            gwd += skip_taps.t() @ gout
+            # SELU backward from its result; the halo steps belong to the neighbouring chunks
+            gbn = torch.ops.aten.elu_backward(
+                gs.permute(0, 2, 3, 1), _SELU_ALPHA, _SELU_SCALE, 1, True, s[:, :, 1:-1]
+            ).flatten(0, 2)  # (N, C)
+            s1 += gbn.sum(0)
+            s2 += (gbn * xhat).sum(0)
+            sx += xhat.sum(0)
+            own = taps[:, :, 1:-1].flatten(0, 2)  # (N, 6)
+            p1 += own.t() @ gbn
+            p3 += own.t() @ xhat
+            p2 += own.sum(0)
+            if gzp is not None:
+                # (6, N) = w.T @ g.T: BLAS runs these narrow products several times faster than g @ w
+                gtaps = (w1a.t() @ gbn.t()).view(6, f + 1, t1 - t0)
+                gtaps[3:, :f] += (wd.t() @ gout.t()).view(3, f, t1 - t0)
+                _scatter_taps(gzp[b], gtaps, t0)
+        n = bsz * (f + 1) * t
+        a = scale.to(f64)
+        # dL/dc1 = a * gbn + bco + cco * xhat: the two per-channel terms need the global sums
+        bco = -a * s1 / n if ctx.batch_stats else torch.zeros_like(a)
+        cco = -a * s2 / n if ctx.batch_stats else torch.zeros_like(a)
+        gw1 = a[:, None] * p1.t() + bco[:, None] * p2 + cco[:, None] * p3.t()  # (C, 6)
+        gb1 = a * s1 + bco * n + cco * sx
+        gz = None
+        if gzp is not None:
+            if ctx.batch_stats:
+                # (bco + cco * xhat) @ w1 with xhat = (taps @ w1.T + b1 - mean) * invstd: affine in the taps
+                w64 = w1.to(f64)
+                cw = (cco * invstd.to(f64))[:, None] * w64  # (C, 6)
+                tap_map = (w64.t() @ cw).to(z.dtype)  # (6, 6)
+                tap_bias = ((bco + cco * invstd.to(f64) * (b1.to(f64) - mean.to(f64))) @ w64).to(z.dtype)
+                for b, t0, t1 in _time_chunks(bsz, t, 4 * ctx.chunk):
+                    taps = _taps(zp[b : b + 1], t0, t1)  # (1, F + 1, L, 6)
+                    gtaps = torch.addmm(tap_bias[:, None], tap_map.t(), taps.flatten(0, 2).t())  # (6, N)
+                    _scatter_taps(gzp[b], gtaps.view(6, f + 1, t1 - t0), t0)
+            gz = gzp[:, 1:-1, 2:-2].unsqueeze(1)  # (B, 1, F, T)
+        dt = w1.dtype
+        # the skip conv's bias gradient is conv2's: both outputs get the same gradient
+        return (
+            gz,
+            gw1.to(dt),
+            gb1.to(dt),
+            s2.to(dt),
+            s1.to(dt),
+            gw2.to(dt),
+            gb2.to(dt),
+            gwd.t().to(dt),
+            gb2.to(dt),
+            None,
+            None,
+            None,
+            None,  # the skip conv shares conv2's output gradient
+        )
+
+
 def max_pool_time3(x: torch.Tensor) -> torch.Tensor:
     """`max_pool2d(x, (1, 3))` for (B, C, F, T), computed on the channels-last view (see `_MaxPoolTime3`)."""
     _check_dims(x, 4, "(B, C, F, T)")
@@ -170,7 +437,11 @@ class ResidualBlock(nn.Module):
     The reference computes `SELU(bn1(x))` and then discards it (conv1 reads the block input), so `bn1`
     has no effect on any output. It is kept (for every block but the first) only so that reference
     state dicts load strictly; it is never computed, so its running statistics do not change in training.
+    A pooled block with one input channel and a skip conv (the first encoder block, whose maps are the
+    largest) runs in time chunks of `chunk_steps` (see `_ChunkedSingleChannelBlock`).
     """
+
+    chunk_steps: int = 1536  # time steps per chunk of the chunked path (a multiple of 3)
 
     def __init__(
         self, in_channels: int, out_channels: int, *, first: bool = False, pool: bool = True
@@ -192,6 +463,8 @@ class ResidualBlock(nn.Module):
         _check_dims(x, 4, "(B, C, F, T)")
         # channels-last makes the small 2x3 convolutions about twice as fast on CPU (oneDNN)
         x = x.contiguous(memory_format=torch.channels_last)
+        if self._can_chunk(x):
+            return self._chunked(x)
         if x.shape[1] == 1:
             c1, skip = self._single_channel_convs(x)
         else:
@@ -202,16 +475,49 @@ class ResidualBlock(nn.Module):
         out += skip
         return max_pool_time3(out) if self.pool else out
 
+    def _can_chunk(self, x: torch.Tensor) -> bool:
+        bn = self.bn2
+        return (
+            x.shape[1] == 1
+            and self.pool
+            and self.conv_downsample is not None
+            and bn.affine
+            and x.dtype in (torch.float32, torch.float64)
+            and not torch.is_autocast_enabled(x.device.type)  # the chunks would mix precisions
+        )
+
+    def _chunked(self, x: torch.Tensor) -> torch.Tensor:
+        """`forward` of the 1-channel block through `_ChunkedSingleChannelBlock`; BN as `nn.BatchNorm2d`."""
+        bn, d = self.bn2, self.conv_downsample
+        assert d is not None and self.chunk_steps % 3 == 0
+        w1 = self.conv1.weight.flatten(1)  # (C, 6)
+        batch_stats = bn.training or bn.running_mean is None
+        if batch_stats:
+            with torch.no_grad():
+                mean, var, n = _single_channel_bn_stats(x, w1, self.conv1.bias, self.chunk_steps)
+                if bn.training and bn.running_mean is not None and bn.running_var is not None:
+                    assert bn.num_batches_tracked is not None
+                    bn.num_batches_tracked.add_(1)
+                    m = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+                    bn.running_mean.mul_(1 - m).add_(mean.to(x.dtype), alpha=m)
+                    bn.running_var.mul_(1 - m).add_((var * (n / max(n - 1, 1))).to(x.dtype), alpha=m)
+            mean, var = mean.to(x.dtype), var.to(x.dtype)
+        else:
+            assert bn.running_mean is not None and bn.running_var is not None
+            mean, var = bn.running_mean, bn.running_var
+        return _ChunkedSingleChannelBlock.apply(
+            x, w1, self.conv1.bias, bn.weight, bn.bias, self.conv2.weight, self.conv2.bias,
+            d.weight.flatten(1), d.bias, mean, torch.rsqrt(var + bn.eps), batch_stats, self.chunk_steps,
+        )  # fmt: skip
+
     def _single_channel_convs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """conv1 and the skip conv of a 1-channel input as one 6-tap patch tensor times small matrices.
 
         oneDNN handles 1-input-channel convolutions (and above all their backward) poorly; as
         matmuls they run at memory speed and produce channels-last outputs directly.
         """
-        xp = F.pad(x[:, 0], (1, 1, 1, 1))  # (B, F + 2, T + 2)
         f, t = x.shape[2], x.shape[3]
-        taps = [xp[:, r : r + f + 1, c : c + t] for r in range(2) for c in range(3)]
-        patches = torch.stack(taps, dim=-1)  # (B, F + 1, T, 6): kernel rows f-1, f x cols t-1..t+1
+        patches = _taps(F.pad(x[:, 0], (2, 2, 1, 1)), 0, t)  # (B, F + 1, T, 6)
         c1 = _PatchLinear.apply(patches, self.conv1.weight.flatten(1), self.conv1.bias)  # (B, F + 1, T, C)
         skip = x.permute(0, 2, 3, 1)  # (B, F, T, 1) broadcasts when there is no skip conv
         if self.conv_downsample is not None:

@@ -1,0 +1,86 @@
+"""The chunked first encoder block against a plain autograd implementation of the same block."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from safespeak.models.blocks import ResidualBlock
+
+
+def _plain(block: ResidualBlock, x: torch.Tensor) -> torch.Tensor:
+    """The block written with stock modules: conv1 -> BN -> SELU -> conv2, + skip conv, max-pool (1, 3)."""
+    assert block.conv_downsample is not None
+    out = block.conv2(F.selu(block.bn2(block.conv1(x)))) + block.conv_downsample(x)
+    return F.max_pool2d(out, (1, 3))
+
+
+def _pair(dtype: torch.dtype, train: bool, chunk: int) -> tuple[ResidualBlock, ResidualBlock]:
+    torch.manual_seed(0)
+    block = ResidualBlock(1, 6, first=True).to(dtype)
+    with torch.no_grad():  # non-trivial BN parameters and running statistics
+        block.bn2.weight.uniform_(0.5, 1.5)
+        block.bn2.bias.uniform_(-0.5, 0.5)
+        block.bn2.running_mean.uniform_(-0.5, 0.5)
+        block.bn2.running_var.uniform_(0.5, 1.5)
+    ref = ResidualBlock(1, 6, first=True).to(dtype)
+    ref.load_state_dict(block.state_dict())
+    block.chunk_steps = chunk
+    return block.train(train), ref.train(train)
+
+
+def _max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest difference relative to the largest magnitude of the tensor (robust to near-zero entries)."""
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
+
+
+# (T, chunk): one chunk, several chunks, a last chunk of 1 or 2 steps (no pooled output of its own)
+SHAPES = [(15, 1536), (40, 9), (41, 12), (13, 3), (14, 6)]
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize(("t", "chunk"), SHAPES)
+def test_chunked_first_block_matches_plain_autograd(t: int, chunk: int, train: bool) -> None:
+    block, ref = _pair(torch.float64, train, chunk)
+    x = torch.randn(3, 1, 5, t, dtype=torch.float64, requires_grad=True)
+    ours, expected = block(x), _plain(ref, x)
+    torch.testing.assert_close(ours, expected, atol=1e-12, rtol=0)
+    assert ours.is_contiguous(memory_format=torch.channels_last)
+    g = torch.randn_like(expected)
+    names = [n for n, _ in block.named_parameters()]
+    grads = torch.autograd.grad(ours, [x, *block.parameters()], g)
+    wanted = torch.autograd.grad(expected, [x, *ref.parameters()], g)
+    for name, a, b in zip(["input", *names], grads, wanted, strict=True):
+        if name == "conv1.bias" and train:
+            # analytically 0 before a batch-statistics BN: both are rounding noise of the other gradients
+            assert a.abs().max() < 1e-12 * wanted[0].abs().max() * 1e3
+            continue
+        assert _max_rel(a, b) < 1e-10, name
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        torch.testing.assert_close(getattr(block.bn2, name), getattr(ref.bn2, name), atol=1e-14, rtol=0)
+
+
+def test_chunked_first_block_float32_gradients() -> None:
+    """float32 at a realistic map height and several chunks: gradients within 1e-5 of plain autograd."""
+    block, ref = _pair(torch.float32, True, 96)
+    x = torch.randn(2, 1, 23, 400, requires_grad=True)
+    ours, expected = block(x), _plain(ref, x)
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
+    g = torch.randn_like(expected)
+    grads = torch.autograd.grad(ours, [x, *block.parameters()], g)
+    wanted = torch.autograd.grad(expected, [x, *ref.parameters()], g)
+    names = ["input", *(n for n, _ in block.named_parameters())]
+    for name, a, b in zip(names, grads, wanted, strict=True):
+        if name != "conv1.bias":
+            assert _max_rel(a, b) < 1e-5, name
+
+
+def test_chunked_first_block_gradcheck_and_fallbacks() -> None:
+    block, _ = _pair(torch.float64, True, 3)
+    x = torch.randn(2, 1, 2, 8, dtype=torch.float64, requires_grad=True)
+    assert block._can_chunk(x)
+    assert torch.autograd.gradcheck(block, (x,), fast_mode=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not block._can_chunk(x.float())  # mixed precision takes the plain path
+    assert not ResidualBlock(1, 1, first=True)._can_chunk(x)  # no skip conv
