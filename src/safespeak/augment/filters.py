@@ -32,23 +32,23 @@ FREQZ_POINTS = 512
 
 
 @functools.lru_cache(maxsize=8)
-def _tap_tables(max_taps: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
-    """Per tap count c (row c, 0..max_taps): centred index m (1 at the centre, so it can be divided by),
-    np.sinc(m), and scipy's symmetric Hamming window zero-padded to max_taps. Each (max_taps + 1, K)."""
-    rows = max_taps + 1
-    m = np.ones((rows, max_taps))
-    sinc = np.zeros((rows, max_taps))
+def _tap_tables(max_taps: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Tables for `firwin_bandstop`, over the distance k = |m| from the centre (k < H = (max_taps + 1)/2)
+    and per odd tap count c (row c, 0..max_taps): k as a divisor (1 at k = 0), np.sinc(k) (H,); each tap's
+    k (max_taps + 1, max_taps) int64; scipy's symmetric Hamming window zero-padded to max_taps (same)."""
+    rows, half = max_taps + 1, (max_taps + 1) // 2
+    k = np.arange(half, dtype=np.float64)
+    dist = np.zeros((rows, max_taps), dtype=np.int64)
     win = np.zeros((rows, max_taps))
     for c in range(1, rows):
-        mc = np.arange(c) - 0.5 * (c - 1)
-        m[c, :c] = np.where(mc == 0, 1.0, mc)
-        sinc[c, :c] = np.sinc(mc)
+        dist[c, :c] = np.abs(np.arange(c) - (c - 1) // 2)
         win[c, :c] = signal.get_window("hamming", c, fftbins=False)
-    return tuple(torch.from_numpy(a).to(device) for a in (m, sinc, win))  # type: ignore[return-value]
+    tabs = (np.where(k == 0, 1.0, k), np.sinc(k), dist, win)
+    return tuple(torch.from_numpy(a).to(device) for a in tabs)  # type: ignore[return-value]
 
 
 def _f_sinc(f: Tensor, m: Tensor) -> Tensor:
-    # f·sinc(f·m) in numpy's operation order; m never 0 here (the centre tap is fixed by the caller).
+    # f·sinc(f·m) in numpy's operation order; m never 0 here (the centre tap is set by the caller).
     y = math.pi * (f * m)
     return f * (torch.sin(y) / y)
 
@@ -64,14 +64,15 @@ def firwin_bandstop(numtaps: Tensor, f1: Tensor, f2: Tensor, fs: float, max_taps
     if c.device.type == "cpu" and c.numel() and (int(c.max()) > max_taps or bool((c % 2 == 0).any())):
         msg = f"firwin_bandstop needs odd numtaps ≤ max_taps={max_taps}, got {c.unique().tolist()}"
         raise ValueError(msg)
-    m_tab, sinc_tab, win_tab = _tap_tables(max_taps, dev)
-    m, sinc_m, win = m_tab[c], sinc_tab[c], win_tab[c]  # (..., K) each
+    k, sinc_k, dist, win = _tap_tables(max_taps, dev)
     f1n = (f1.to(torch.float64) / (0.5 * fs)).unsqueeze(-1)
     f2n = (f2.to(torch.float64) / (0.5 * fs)).unsqueeze(-1)
-    # Bands [0, f1] and [f2, 1] pass, in firwin's order of accumulation; sinc(0) = 1 at the centre.
-    h = _f_sinc(f1n, m) + sinc_m - _f_sinc(f2n, m)
-    centre = torch.arange(max_taps, device=dev) == ((c - 1) // 2).unsqueeze(-1)
-    h = torch.where(centre, f1n + 1 - f2n, h) * win  # the window is 0 past each filter's numtaps
+    # Bands [0, f1] and [f2, 1] pass, in firwin's order of accumulation; sinc(0) = 1 at the centre. The taps
+    # are symmetric (odd c: sin, the products and quotients flip sign exactly), so each distance k from the
+    # centre is computed once and spread to both sides: half the sines.
+    v = _f_sinc(f1n, k) + sinc_k - _f_sinc(f2n, k)  # (..., H)
+    v = torch.cat([f1n + 1 - f2n, v[..., 1:]], dim=-1)
+    h = v.gather(-1, dist[c]) * win[c]  # the window is 0 past each filter's numtaps
     # Scale to unit gain at DC (the first pass band starts at 0).
     return h / h.sum(-1, keepdim=True)
 
