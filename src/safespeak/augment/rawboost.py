@@ -194,8 +194,9 @@ def _first_occurrences(cand: Tensor, t: int) -> Tensor:
     """Whether each candidate (R, M) in range(t) is the first of its value in its row."""
     rows, m = cand.shape
     # The smallest draw index per value, from a (R, t) table: cheaper than sorting the candidates.
-    order = torch.arange(m, device=cand.device, dtype=torch.int32).expand(rows, m)
-    table = torch.full((rows, t), m, device=cand.device, dtype=torch.int32)
+    dtype = torch.int16 if m < 1 << 15 else torch.int32  # a smaller table (all of it is filled)
+    order = torch.arange(m, device=cand.device, dtype=dtype).expand(rows, m)
+    table = torch.full((rows, t), m, device=cand.device, dtype=dtype)
     table.scatter_reduce_(1, cand, order, reduce="amin")
     return table.gather(1, cand) == order
 
