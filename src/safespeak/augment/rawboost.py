@@ -194,7 +194,8 @@ def _first_occurrences(cand: Tensor, t: int) -> Tensor:
     """Whether each candidate (R, M) in range(t) is the first of its value in its row."""
     rows, m = cand.shape
     # The smallest draw index per value, from a (R, t) table: cheaper than sorting the candidates.
-    dtype = torch.int16 if m < 1 << 15 else torch.int32  # a smaller table (all of it is filled)
+    # A smaller table where the indices fit (all of it is filled); int32 on GPUs (int16 atomics).
+    dtype = torch.int16 if m < 1 << 15 and cand.device.type == "cpu" else torch.int32
     order = torch.arange(m, device=cand.device, dtype=dtype).expand(rows, m)
     table = torch.full((rows, t), m, device=cand.device, dtype=dtype)
     table.scatter_reduce_(1, cand, order, reduce="amin")
