@@ -1,11 +1,12 @@
 """RawBoost throughput: batched torch (`safespeak.augment.rawboost`) vs per-utterance numpy/scipy original.
 
 Prints utterances/s for algorithms 1–8 on batches of B × T samples (default 32 × 64,600 = 4 s at 16 kHz),
-both measured in this run on the same input. The torch figure is the best of `--repeats` whole-batch
-runs; the baseline processes `--baseline-items` utterances one by one (best of its repeats, per utterance).
-Run on a quiet machine: `python benchmarks/rawboost.py --threads 1,2`. On a busy machine, more than one
-torch thread can be much slower (OpenMP threads spin-wait for a descheduled peer at every parallel op);
-`OMP_WAIT_POLICY=PASSIVE` limits that.
+both measured in this run on the same input, for each torch thread count in `--threads` (default 1 and 2).
+The torch figure is the best of `--repeats` whole-batch runs; the baseline processes `--baseline-items`
+utterances one by one (best of its repeats, per utterance; numpy/scipy run single-threaded here).
+With more than one torch thread, `rawboost` spreads groups of rows over that many worker threads, each
+running its ops single-threaded. Timings are only meaningful on a quiet machine: the load average is
+printed before and after; with other jobs on the cores, best-of-N hides only part of the noise.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--batch", type=int, default=32, help="utterances per batch (default 32)")
     ap.add_argument("--samples", type=int, default=64_600, help="samples per utterance (default 64600)")
-    ap.add_argument("--threads", default="2", help="comma-separated torch thread counts to time (default 2)")
+    ap.add_argument("--threads", default="1,2", help="comma-separated torch thread counts (default 1,2)")
     ap.add_argument("--repeats", type=int, default=5, help="timed runs, best kept (default 5)")
     ap.add_argument("--baseline-items", type=int, default=8, help="utterances timed for numpy (default 8)")
     ap.add_argument("--algos", default="1,2,3,4,5,6,7,8", help="comma-separated algorithms (default 1..8)")
@@ -61,6 +62,7 @@ def main() -> int:
             cells = (algo, n, f"{t_torch * 1e3:.1f}", f"{ours:.0f}", f"{per_item * 1e3:.2f}", f"{base:.1f}",
                      f"{ours / base:.1f}x")
             print("  ".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True)))
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
     return 0
 
 

@@ -62,6 +62,23 @@ def test_isd_fallback_for_large_p_keeps_exact_distinct_counts():
     assert used.sum(1).max() > 150  # large subsets are drawn
 
 
+def test_isd_rows_short_of_distinct_candidates_fall_back_to_random_keys(monkeypatch):
+    import safespeak.augment.rawboost as rb_module
+
+    p, bsz, t = RawBoostParams(p=24.0), 200, 40  # k = 10 ≤ t/4: the candidate route
+    monkeypatch.setattr(rb_module, "_candidate_count", lambda k: k + 1)  # too few: some rows run short
+    fallbacks = []
+    keys = rb_module._smallest_keys
+    monkeypatch.setattr(rb_module, "_smallest_keys", lambda *a: fallbacks.append(1) or keys(*a))
+    d = draw_isd(bsz, t, p, _gen(23), CPU)
+    n = rb_module._isd_counts(bsz, t, p, _gen(23), CPU)  # the same first draw
+    assert 0 < len(fallbacks) < bsz
+    used = d.f_r != 0
+    assert torch.equal(used.sum(1), n)
+    for row_pos, row_used in zip(d.positions, used, strict=True):
+        assert row_pos[row_used].unique().numel() == int(row_used.sum())
+
+
 def test_ssi_reaches_the_drawn_snr():
     x = torch.randn(8, 3000, generator=_gen(3)) * 0.2
     d = draw_ssi(8, 3000, P, _gen(4), CPU)

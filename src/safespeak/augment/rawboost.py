@@ -7,6 +7,12 @@ random parameters from a seedable `torch.Generator`.
 
 Random draws (`draw_lnl`, `draw_isd`, `draw_ssi`) are separate from the deterministic maths
 (`lnl_apply`, `isd_apply`, `ssi_apply`), so recorded parameters of the original can be replayed.
+
+On CPU, every draw for the whole batch is made first; the long per-example streams (ISD positions and
+factors, SSI noise) come from per-example sub-generators seeded from those draws. The batch is then
+processed in groups and chunks of rows that stay in cache, on up to `torch.get_num_threads()` worker
+threads (each running its ops single-threaded); every op acts on each row alone, so the output is
+bitwise independent of chunking and thread count. On other devices the whole batch is processed at once.
 """
 
 from __future__ import annotations
