@@ -103,9 +103,8 @@ def _pool3(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
     ATen's pooling kernel is vectorised over channels-last maps; its int64 indices are only transient.
     """
-    k = x.shape[3] // 3
-    out, idx = F.max_pool2d(x[..., : 3 * k], (1, 3), return_indices=True)  # (B, C, F, k)
-    return out, idx.sub_(_window_starts(x.shape[2], k, 3 * k, x.device)).to(torch.uint8)
+    out, idx = F.max_pool2d(x, (1, 3), return_indices=True)  # (B, C, F, T // 3): trailing steps dropped
+    return out, idx.sub_(_window_starts(x.shape[2], out.shape[3], x.shape[3], x.device)).to(torch.uint8)
 
 
 def _unpool3(g: torch.Tensor, pos: torch.Tensor, t: int) -> torch.Tensor:
@@ -195,10 +194,12 @@ def _scatter_taps(gzp: torch.Tensor, gtaps: torch.Tensor, lo: int) -> None:
             gzp[r : r + f + 1, lo + 1 + c : lo + 1 + c + n] += gtaps[3 * r + c]
 
 
-def _linear_taps(taps: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """(..., K) taps @ weight.T + bias -> (..., C): a 1-channel convolution as one matmul."""
-    out = torch.addmm(bias, taps.reshape(-1, taps.shape[-1]), weight.t())
-    return out.view(*taps.shape[:-1], weight.shape[0])
+def _linear_taps(taps: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """(..., K) taps @ weight.T -> (..., C): a 1-channel convolution without bias as one matmul.
+
+    Callers fold the bias into a later elementwise op: `addmm` would first copy it into the whole output.
+    """
+    return (taps.reshape(-1, taps.shape[-1]) @ weight.t()).view(*taps.shape[:-1], weight.shape[0])
 
 
 def _single_channel_bn_stats(
@@ -248,19 +249,19 @@ def _unpool_range(g: torch.Tensor, pos: torch.Tensor, lo: int, hi: int) -> torch
 def _bn_selu_chunk(
     taps: torch.Tensor,
     w1: torch.Tensor,
-    b1: torch.Tensor,
     scale: torch.Tensor,
     shift: torch.Tensor,
     lo: int,
     t: int,
     c1: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """SELU(BN(conv1)) at steps [lo - 1, lo + L + 1) from their taps (1, F + 1, L + 2, 6) -> (.., C).
+    """SELU(c1 * scale + shift), c1 = conv1 without bias, at steps [lo - 1, lo + L + 1) from their taps
+    (1, F + 1, L + 2, 6) -> (1, F + 1, L + 2, C).
 
-    `c1` (conv1's output, overwritten) saves the matmul when the caller has it. Steps outside [0, t) are
-    conv2's zero padding, not a function of the input: they are set to 0.
+    `c1` (overwritten) saves the matmul when the caller has it. Steps outside [0, t) are conv2's zero
+    padding, not a function of the input: they are set to 0.
     """
-    c1 = _linear_taps(taps, w1, b1) if c1 is None else c1
+    c1 = _linear_taps(taps, w1) if c1 is None else c1
     s = F.selu(c1.mul_(scale).add_(shift), inplace=True)
     if lo == 0:
         s[:, :, 0] = 0
@@ -316,14 +317,15 @@ class _ChunkedSingleChannelBlock(torch.autograd.Function):
         bsz, _, f, t = z.shape
         zp = F.pad(z[:, 0], (2, 2, 1, 1))  # (B, F + 2, T + 4)
         scale = gamma * invstd
-        shift = beta - mean * scale
+        shift = beta + (b1 - mean) * scale  # BN shift with conv1's bias folded in
+        bias = b2 + bd  # conv2's and the skip conv's outputs are summed: one bias
         out = z.new_empty(bsz, f, t // 3, w1.shape[0])  # (B, F, T // 3, C)
         pos = torch.empty(out.shape, dtype=torch.uint8)
         for b, t0, t1 in _time_chunks(bsz, t, chunk):
             taps = _taps(zp[b : b + 1], t0 - 1, t1 + 1)  # (1, F + 1, L + 2, 6): conv2 needs a 1-step halo
-            s = _bn_selu_chunk(taps, w1, b1, scale, shift, t0, t)
-            y = F.conv2d(s.permute(0, 3, 1, 2), w2, b2)  # (1, C, F, L)
-            v = _linear_taps(taps[:, :f, 1:-1, 3:], wd, bd).add_(y.permute(0, 2, 3, 1))  # (1, F, L, C)
+            s = _bn_selu_chunk(taps, w1, scale, shift, t0, t)
+            y = F.conv2d(s.permute(0, 3, 1, 2), w2, bias)  # (1, C, F, L)
+            v = _linear_taps(taps[:, :f, 1:-1, 3:], wd).add_(y.permute(0, 2, 3, 1))  # (1, F, L, C)
             k0, k1 = t0 // 3, t0 // 3 + (t1 - t0) // 3
             if k1 > k0:  # a last chunk of 1 or 2 steps only feeds BN statistics and its neighbour's conv2
                 pooled, where = _pool3(v.permute(0, 3, 1, 2))  # (1, C, F, L // 3)
@@ -341,7 +343,8 @@ class _ChunkedSingleChannelBlock(torch.autograd.Function):
         zp = F.pad(z[:, 0], (2, 2, 1, 1))  # (B, F + 2, T + 4)
         g = grad.permute(0, 2, 3, 1).to(z.dtype).contiguous()  # (B, F, T // 3, C)
         scale = gamma * invstd  # a = gamma / std
-        shift = beta - mean * scale
+        shift = beta + (b1 - mean) * scale
+        offset = (b1 - mean) * invstd  # xhat = c1 * invstd + offset
         w1a = w1 * scale[:, None]  # (C, 6)
         gzp = torch.zeros_like(zp) if ctx.needs_input_grad[0] else None
         gw2 = torch.zeros_like(w2, dtype=f64)
@@ -354,9 +357,9 @@ class _ChunkedSingleChannelBlock(torch.autograd.Function):
         p2 = torch.zeros(6, dtype=f64)
         for b, t0, t1 in _time_chunks(bsz, t, ctx.chunk):
             taps = _taps(zp[b : b + 1], t0 - 1, t1 + 1)  # (1, F + 1, L + 2, 6)
-            c1 = _linear_taps(taps, w1, b1)  # (1, F + 1, L + 2, C)
-            xhat = ((c1[:, :, 1:-1] - mean) * invstd).flatten(0, 2)  # (N, C) at the chunk's own steps
-            s = _bn_selu_chunk(taps, w1, b1, scale, shift, t0, t, c1)  # (1, F + 1, L + 2, C)
+            c1 = _linear_taps(taps, w1)  # (1, F + 1, L + 2, C), without bias
+            xhat = torch.addcmul(offset, c1[:, :, 1:-1], invstd).flatten(0, 2)  # (N, C): own steps only
+            s = _bn_selu_chunk(taps, w1, scale, shift, t0, t, c1)  # (1, F + 1, L + 2, C)
             gext = _unpool_range(g[b : b + 1], pos[b : b + 1], t0 - 1, t1 + 1)  # (1, C, F, L + 2)
             gout = gext[..., 1:-1]  # (1, C, F, L): conv2 and skip output gradient
             # conv2's input gradient over the halo'd range; only the chunk's own steps [1, L] are complete
