@@ -255,3 +255,12 @@ def test_firwin_rejects_even_or_too_many_taps():
         firwin_bandstop(torch.tensor([12]), f1, f2, 16000, 101)
     with pytest.raises(ValueError, match="max_taps=51"):
         firwin_bandstop(torch.tensor([61]), f1, f2, 16000, 51)
+
+
+def test_input_requiring_grad_takes_the_recorded_path():
+    x = torch.randn(4, 3000, generator=_gen(24)) * 0.3
+    xg = x.clone().requires_grad_()
+    y = rawboost(xg, 3, _gen(25))  # SSI: x + scaled noise, differentiable
+    y.sum().backward()
+    assert xg.grad is not None and torch.isfinite(xg.grad).all()
+    assert torch.equal(y.detach(), rawboost(x, 3, _gen(25)))

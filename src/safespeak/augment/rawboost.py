@@ -601,8 +601,11 @@ def _rawboost_cpu(x: Tensor, algo: int, gen: Gen, p: RawBoostParams, stages: str
         rows = slice(task[0].start, task[-1].stop)
         designed = [_design(plan, rows, t, p) for plan in plans]
         for c in task:
-            rel = slice(c.start - rows.start, c.stop - rows.start)
-            _apply_stages(x[c], algo, [_materialise(d, rel, t) for d in designed], p, out=out[c])
+            ready = [_materialise(d, slice(c.start - rows.start, c.stop - rows.start), t) for d in designed]
+            if x.requires_grad:  # out= ops aren't recorded by autograd: copy the result in instead
+                out[c] = _apply_stages(x[c], algo, ready, p)
+            else:
+                _apply_stages(x[c], algo, ready, p, out=out[c])
 
     _run(run, tasks, workers)
     return out
