@@ -486,7 +486,8 @@ class ResidualBlock(nn.Module):
             and self.conv_downsample is not None
             and bn.affine
             and x.dtype in (torch.float32, torch.float64)
-            and not torch.is_autocast_enabled(x.device.type)  # the chunks would mix precisions
+            and x.device.type == "cpu"  # chunking is about CPU caches; GPUs keep the batched kernels
+            and not torch.is_autocast_enabled("cpu")  # the chunks would mix precisions
         )
 
     def _chunked(self, x: torch.Tensor) -> torch.Tensor:
