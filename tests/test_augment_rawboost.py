@@ -198,28 +198,26 @@ def two_threads():
 
 
 @pytest.mark.parametrize("algo", range(1, 9))
-def test_worker_threads_give_the_serial_result(algo, monkeypatch, two_threads):
+def test_intra_op_threads_match_one_thread(algo, monkeypatch, two_threads):
     import safespeak.augment.rawboost as rb_module
 
-    if rb_module._thread_limiters() is None:
-        pytest.skip("torch's OpenMP thread count can't be limited per thread in this build")
-    monkeypatch.setattr(rb_module, "CPU_CHUNK_SAMPLES", 6000)  # 4 chunks of 2 rows: a pool of 2 workers
+    monkeypatch.setattr(rb_module, "CPU_CHUNK_SAMPLES", 6000)  # several chunks of 2 rows
     x = torch.randn(7, 3000, generator=_gen(18)) * 0.3
-    assert rb_module._workers(4, x) == 2
-    pooled = rb_module.rawboost_batch(x, algo, _gen(19), P)
-    assert torch.get_num_threads() == 2  # the caller's setting is untouched
+    two = rb_module.rawboost_batch(x, algo, _gen(19), P)
+    assert torch.equal(two, rb_module.rawboost_batch(x, algo, _gen(19), P))  # seeded: repeats exactly
     torch.set_num_threads(1)
-    assert rb_module._workers(4, x) == 1
-    assert torch.equal(pooled, rb_module.rawboost_batch(x, algo, _gen(19), P))
+    one = rb_module.rawboost_batch(x, algo, _gen(19), P)
+    # Same draws; threads may split reductions differently (last-bit rounding only).
+    torch.testing.assert_close(two, one, rtol=0, atol=1e-6)
 
 
-def test_worker_threads_follow_the_callers_inference_mode(monkeypatch, two_threads):
+def test_cpu_path_follows_the_callers_inference_mode(monkeypatch, two_threads):
     import safespeak.augment.rawboost as rb_module
 
     monkeypatch.setattr(rb_module, "CPU_CHUNK_SAMPLES", 6000)
     x = torch.randn(6, 3000, generator=_gen(20)) * 0.3
     want = rawboost(x, 4, _gen(21))
-    with torch.inference_mode():  # the output is an inference tensor written by the workers
+    with torch.inference_mode():  # the output is an inference tensor written chunk by chunk
         got = rawboost(x, 4, _gen(21))
     assert torch.equal(got, want)
 

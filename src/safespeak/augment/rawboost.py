@@ -10,23 +10,15 @@ Random draws (`draw_lnl`, `draw_isd`, `draw_ssi`) are separate from the determin
 
 On CPU, every draw for the whole batch is made first; the long per-example streams (ISD positions and
 factors, SSI noise) come from per-example sub-generators seeded from those draws. The batch is then
-processed in groups and chunks of rows that stay in cache, on up to `torch.get_num_threads()` worker
-threads (each running its ops single-threaded); every op acts on each row alone, so the output is
-bitwise independent of chunking and thread count. On other devices the whole batch is processed at once.
+processed in chunks of rows that stay in cache, each op using torch's intra-op threads; every op acts on
+each row alone, so the output is bitwise independent of the chunking. On other devices the whole batch
+is processed at once.
 """
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
-import functools
-import itertools
-import os
-import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -229,25 +221,29 @@ def _smallest_keys(t: int, k: int, gen: torch.Generator) -> Tensor:
 def _isd_materialise(plan: _ISDPlan, t: int, p: RawBoostParams) -> ISDDraw:
     """Each example's impulse positions and factors, drawn from its own sub-generator (CPU).
 
-    Per example: m = ~1.25·k i.i.d. candidate positions whose first n distinct values are the subset
+    Per example: m = ~1.25·n i.i.d. candidate positions whose first n distinct values are the subset
     (falling back to the n smallest of t random keys if the candidates hold fewer than n distinct values,
-    or at once when k > t/4), then n factors f_r = (2u−1)(2v−1).
+    or at once when the bound k on n exceeds t/4), then n factors f_r = (2u−1)(2v−1).
     """
     gens = _sub_generators(plan.seed)
     n, k = plan.n, _isd_bound(t, p)
+    counts = n.tolist()
     if k <= t // 4:
-        m = _candidate_count(k)
-        positions = torch.stack([torch.randint(t, (m,), generator=g) for g in gens])
+        ms = [_candidate_count(c) for c in counts]  # each row's own count: n is U(0, k), on average k/2
+        positions = torch.empty(len(ms), max(ms), dtype=torch.int64)
+        for row, m, g in zip(positions, ms, gens, strict=True):
+            row[:m].random_(0, t, generator=g)
+            row[m:] = row[0]  # padding repeats a value: never a first occurrence
         first = _first_occurrences(positions, t)
         rank = first.to(torch.int32).cumsum(dim=1, dtype=torch.int32)
         keep = first & (rank <= n.unsqueeze(1))
         for r in (rank[:, -1] < n).nonzero().flatten().tolist():  # short of distinct values: rare
-            positions[r, :k] = _smallest_keys(t, k, gens[r])
-            keep[r] = torch.arange(m) < n[r]
+            positions[r, : counts[r]] = _smallest_keys(t, counts[r], gens[r])
+            keep[r] = torch.arange(positions.shape[1]) < counts[r]
     else:
         positions = torch.stack([_smallest_keys(t, k, g) for g in gens])
         keep = torch.arange(k) < n.unsqueeze(1)
-    u = torch.cat([torch.rand((2, c), generator=g) for c, g in zip(n.tolist(), gens, strict=True)], dim=1)
+    u = torch.cat([torch.rand((2, c), generator=g) for c, g in zip(counts, gens, strict=True)], dim=1)
     f_r = (2 * u[0] - 1) * (2 * u[1] - 1)  # the kept slots', row by row, in slot order
     return ISDDraw(positions=positions, f_r=torch.zeros(positions.shape).masked_scatter_(keep, f_r))
 
@@ -428,11 +424,11 @@ def _params(params: dict[str, object]) -> RawBoostParams:
 
 Ready = FIRBank | ISDDraw | _SSIReady  # a stage's draws, with its filters designed, for a set of rows
 
-# On CPU, rows are processed in chunks of about this many samples so that the FFT blocks, powers and
-# spectra of a chunk stay in cache; whole-batch passes over (B, T) are memory-bound and several times slower.
-CPU_CHUNK_SAMPLES = 1 << 17
-# Filter design and ISD impulses are made per group of rows of about this many samples (see _rawboost_cpu).
-CPU_GROUP_SAMPLES = 1 << 19
+# On CPU, rows are processed in chunks of about this many samples: a chunk's FFT blocks, powers and spectra
+# stay in the caches, and each op still has enough work for torch's intra-op threads to split. Whole-batch
+# passes over (B, T) are memory-bound and several times slower. (Python worker threads scale far worse:
+# torch's FFTs and fresh allocations barely run concurrently across threads of one process.)
+CPU_CHUNK_SAMPLES = 1 << 19
 
 
 def _rows(r: object, rows: slice) -> object:
@@ -478,8 +474,8 @@ def _apply_stages(
     return x
 
 
-# CPU path: the whole batch's draws up front (`_Plan` per stage), then per group of rows the filter design,
-# then per chunk of rows the per-example random streams and the maths.
+# CPU path: the whole batch's draws and filter designs up front (small tensors: few, larger ops), then per
+# chunk of rows the per-example random streams and the maths.
 _Plan = NotchDraw | _ISDPlan | _SSIPlan
 
 
@@ -499,115 +495,42 @@ def _plan(stage: str, bsz: int, t: int, p: RawBoostParams, gen: Gen) -> _Plan:
     return _ssi_plan(bsz, p, gen)
 
 
-_Designed = FIRBank | ISDDraw | _SSIDesigned
+_Designed = FIRBank | _ISDPlan | _SSIDesigned
 
 
-def _design(plan: _Plan, rows: slice, t: int, p: RawBoostParams) -> _Designed:
-    """A group's filters and ISD impulses (small tensors: fewer, larger ops than per chunk)."""
+def _design(plan: _Plan, t: int, p: RawBoostParams) -> _Designed:
+    """The batch's filters (ISD plans pass through: their streams are drawn per chunk)."""
     cpu = torch.device("cpu")
-    d = _rows(plan, rows)
-    if isinstance(d, NotchDraw):
-        return _bank(d, p, t, torch.float32, cpu)
-    if isinstance(d, _SSIPlan):
-        return _SSIDesigned(d.seed, _bank(d.notch, p, t, torch.float32, cpu), d.snr_db)
-    return _isd_materialise(d, t, p)  # type: ignore[arg-type]
+    if isinstance(plan, NotchDraw):
+        return _bank(plan, p, t, torch.float32, cpu)
+    if isinstance(plan, _SSIPlan):
+        return _SSIDesigned(plan.seed, _bank(plan.notch, p, t, torch.float32, cpu), plan.snr_db)
+    return plan
 
 
-def _materialise(d: _Designed, rows: slice, t: int) -> Ready:
-    """A chunk's share of its group's stage; SSI noise is drawn here, just before it is filtered."""
+def _materialise(d: _Designed, rows: slice, t: int, p: RawBoostParams) -> Ready:
+    """A chunk's share of a stage; ISD impulses and SSI noise are drawn here, just before use."""
     r = _rows(d, rows)
     if isinstance(r, _SSIDesigned):
         return _SSIReady(_noise(r.seed, t), r.bank, r.snr_db)
+    if isinstance(r, _ISDPlan):
+        return _isd_materialise(r, t, p)
     return r  # type: ignore[return-value]
-
-
-@functools.cache
-def _thread_limiters() -> tuple[Callable[[int], object], ...] | None:
-    """Setters of the calling thread's OpenMP and MKL thread counts, or None if torch's can't be set.
-
-    Pool workers run their ops single-threaded: nested intra-op teams (workers × torch threads) would
-    oversubscribe the cores. Both settings are per thread, so the caller's threads are unaffected.
-    """
-    try:
-        setters: list[Callable[[int], object]] = [ctypes.CDLL(None).omp_set_num_threads]
-    except (AttributeError, OSError, TypeError):  # not OpenMP, or no global symbol lookup (Windows)
-        return None
-    try:  # MKL (FFTs) keeps its own per-thread count; it lives in libtorch_cpu where torch bundles it
-        lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"), mode=os.RTLD_NOLOAD)
-        setters.append(lib.MKL_Set_Num_Threads_Local)
-    except (AttributeError, OSError):
-        pass
-    ok: list[bool] = []  # check in a fresh thread that torch then sees one thread (the same OpenMP runtime)
-    probe = threading.Thread(target=lambda: ok.append(_single_threaded(tuple(setters)) == 1))
-    probe.start()
-    probe.join()
-    return tuple(setters) if ok == [True] else None
-
-
-def _single_threaded(setters: tuple[Callable[[int], object], ...]) -> int:
-    torch.get_num_threads()  # torch's lazy per-thread set-up first, so that it can't undo the limit later
-    for s in setters:
-        s(1)
-    return torch.get_num_threads()
-
-
-def _workers(n_tasks: int, x: Tensor) -> int:
-    n = min(torch.get_num_threads(), n_tasks)
-    # Autograd through worker threads is possible but not worth supporting for an augmentation.
-    if n <= 1 or x.requires_grad or _thread_limiters() is None:
-        return 1
-    return n
-
-
-def _run(fn: Callable[[list[slice]], None], tasks: list[list[slice]], workers: int) -> None:
-    if workers <= 1:
-        for task in tasks:
-            fn(task)
-        return
-    grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
-
-    def call(task: list[slice]) -> None:
-        with torch.inference_mode(inference), torch.set_grad_enabled(grad):  # thread-local modes
-            fn(task)
-
-    # A pool per call: nothing outlives it (no threads to lose in a forked DataLoader worker).
-    with ThreadPoolExecutor(workers, initializer=_single_threaded, initargs=(_thread_limiters(),)) as pool:
-        for f in [pool.submit(call, task) for task in tasks]:
-            f.result()
-
-
-def _groups(chunks: list[slice], rows_each: int, workers: int) -> list[list[slice]]:
-    """Contiguous runs of chunks of about `rows_each` rows, at least two per worker (load balance)."""
-    n_rows = chunks[-1].stop
-    n = max(-(-n_rows // rows_each), 2 * workers if workers > 1 else 1)
-    n = min(n, len(chunks))
-    bounds = [len(chunks) * i // n for i in range(n + 1)]
-    return [chunks[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def _rawboost_cpu(x: Tensor, algo: int, gen: Gen, p: RawBoostParams, stages: str) -> Tensor:
     bsz, t = x.shape
-    plans = [_plan(s, bsz, t, p, gen) for s in stages]
+    designed = [_design(_plan(s, bsz, t, p, gen), t, p) for s in stages]
     step = max(1, CPU_CHUNK_SAMPLES // t)
-    chunks = [slice(i, min(i + step, bsz)) for i in range(0, bsz, step)]
-    workers = _workers(len(chunks), x)
-    # Filters and impulses are made per group of chunks: fewer ops than per chunk, and unlike the whole
-    # batch the group's design tensors stay in cache. Every op acts on each row alone, so neither groups
-    # nor chunks change the results.
-    tasks = _groups(chunks, max(step, CPU_GROUP_SAMPLES // t), workers)
     out = torch.empty_like(x)
-
-    def run(task: list[slice]) -> None:
-        rows = slice(task[0].start, task[-1].stop)
-        designed = [_design(plan, rows, t, p) for plan in plans]
-        for c in task:
-            ready = [_materialise(d, slice(c.start - rows.start, c.stop - rows.start), t) for d in designed]
-            if x.requires_grad:  # out= ops aren't recorded by autograd: copy the result in instead
-                out[c] = _apply_stages(x[c], algo, ready, p)
-            else:
-                _apply_stages(x[c], algo, ready, p, out=out[c])
-
-    _run(run, tasks, workers)
+    # Every op acts on each row alone, so the chunking doesn't change the results.
+    for i in range(0, bsz, step):
+        c = slice(i, min(i + step, bsz))
+        ready = [_materialise(d, c, t, p) for d in designed]
+        if x.requires_grad:  # out= ops aren't recorded by autograd: copy the result in instead
+            out[c] = _apply_stages(x[c], algo, ready, p)
+        else:
+            _apply_stages(x[c], algo, ready, p, out=out[c])
     return out
 
 
@@ -615,7 +538,7 @@ def rawboost_batch(x: Tensor, algo: int, gen: Gen, p: RawBoostParams) -> Tensor:
     """`rawboost` with a ready `RawBoostParams`; x: (B, T) float32. Returns (B, T).
 
     All random parameters are drawn for the whole batch first, so the result does not depend on the
-    row chunking or worker threads used on CPU.
+    row chunking used on CPU.
     """
     if algo not in ALGORITHMS:
         raise ValueError(f"unknown RawBoost algo {algo!r}; expected one of {sorted(ALGORITHMS)}")
@@ -634,7 +557,7 @@ def rawboost(x: Tensor, algo: int, generator: torch.Generator | None = None, **p
     x: (B, T) or (T,) waveforms on any device; computed in float32, returned in x's dtype and shape.
     generator: the source of every random draw (its device may differ from x's; draws are moved);
     None uses torch's global RNG. params: `RawBoostParams` field overrides, e.g. `snr_min=5`.
-    On CPU, ops run on up to `torch.get_num_threads()` worker threads (each single-threaded).
+    On CPU, chunks of rows are processed in turn, each op using torch's intra-op threads.
 
     >>> g = torch.Generator().manual_seed(0)
     >>> rawboost(torch.randn(2, 16000) * 0.1, 5, g).shape

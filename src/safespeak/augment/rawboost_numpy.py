@@ -5,6 +5,8 @@ baseline the batched torch version (`safespeak.augment.rawboost`) is benchmarked
 The random draws are made in the original's order and with the original's calls (`uniform`,
 `permutation`, `rand`, `normal`), so a `np.random.RandomState` seeded like the original process
 reproduces its outputs exactly. The only deviation: a silent signal is never divided by its zero peak.
+The original's costs are kept too (its list accumulator in LnL, its repeated peak search), since this
+is the benchmark baseline.
 
 Output dtypes follow the original for a float32 input: float64, except ISD alone (algo 2), which
 writes into a copy of its input and so keeps the input dtype.
@@ -32,9 +34,13 @@ def _rand(rng: Rng, n: int) -> np.ndarray:
 
 
 def _norm_peak(x: np.ndarray, always: bool) -> np.ndarray:
-    peak = np.amax(np.abs(x)) if x.size else 0.0
-    if peak > 1 or (always and peak > 0):
-        return x / peak
+    # The original `normWav`, which takes the peak again to divide by it (kept: this is the baseline).
+    if not x.size:
+        return x
+    if always:
+        return x / np.amax(abs(x)) if np.amax(abs(x)) > 0 else x
+    if np.amax(abs(x)) > 1:
+        return x / np.amax(abs(x))
     return x
 
 
@@ -68,7 +74,7 @@ def filter_fir(x: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def lnl_numpy(x: np.ndarray, rng: Rng, p: RawBoostParams) -> np.ndarray:
     """Algo 1: linear and non-linear convolutive noise (filters applied to x, x², …, x^N_f and summed)."""
-    y = np.zeros(x.shape[0])
+    y: list[int] | np.ndarray = [0] * x.shape[0]  # as the original: a list, made an array by the first sum
     for i in range(p.n_f):
         lo, hi = (p.min_g, p.max_g) if i == 0 else (p.min_g - p.min_bias, p.max_g - p.max_bias)
         y = y + filter_fir(np.power(x, i + 1), notch_coeffs_numpy(rng, p, lo, hi))
