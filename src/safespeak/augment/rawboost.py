@@ -154,9 +154,8 @@ def draw_lnl(bsz: int, p: RawBoostParams, gen: Gen, dev: torch.device) -> NotchD
 
 
 # On CPU, per-example random streams (ISD positions and factors, SSI noise) come from per-example
-# sub-generators seeded from the caller's generator: they can then be drawn chunk by chunk, in cache and on
-# worker threads, with results that depend neither on the chunking nor on the thread count. A CPU
-# `torch.Generator` keeps only the low 32 bits of its seed.
+# sub-generators seeded from the caller's generator: they can then be drawn chunk by chunk, in cache, with
+# results that don't depend on the chunking. A CPU `torch.Generator` keeps only the low 32 bits of its seed.
 _SEED_BOUND = 1 << 32
 
 
