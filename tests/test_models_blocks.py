@@ -122,3 +122,13 @@ def test_training_step_matches_the_unchunked_path(name: str, monkeypatch: pytest
         if p.grad is not None:
             torch.testing.assert_close(p.grad, q.grad, rtol=0, atol=1e-10 * scale, msg=n)
     torch.testing.assert_close(model.state_dict(), plain.state_dict(), atol=1e-12, rtol=0)
+
+
+def test_residual_encoder_names_mismatched_channels():
+    from safespeak.models.blocks import residual_encoder
+
+    with pytest.raises(ValueError, match="block 4 takes 24 channels but block 3 gives 32"):
+        residual_encoder([20, [1, 8], [8, 16], [16, 32], [24, 32]])
+    with pytest.raises(ValueError, match="must be \\[c, c\\]"):
+        residual_encoder([20, [1, 8], [8, 16], [16, 24], [24, 32]])
+    assert len(residual_encoder([20, [1, 8], [8, 16], [16, 24], [24, 24]])) == 6

@@ -532,7 +532,14 @@ class ResidualBlock(nn.Module):
 
 def residual_encoder(filts: list, *, pool: bool = True) -> nn.Sequential:
     """The 6-block AASIST encoder from `filts[1:5]` ([in, out] pairs); the last pair is used three times."""
+    if len(filts) != 5:
+        raise ValueError(f"filts needs [sinc channels, 4 x [in, out]], got {filts!r}")
     pairs = [filts[1], filts[2], filts[3], filts[4], filts[4], filts[4]]
+    for i, (prev, cur) in enumerate(itertools.pairwise(pairs)):
+        if int(prev[1]) != int(cur[0]):
+            msg = (f"filts: encoder block {i + 2} takes {cur[0]} channels but block {i + 1} gives {prev[1]} "
+                   f"(the last pair is used three times, so it must be [c, c]); got {filts!r}")
+            raise ValueError(msg)
     return nn.Sequential(
         *(ResidualBlock(int(a), int(b), first=(i == 0), pool=pool) for i, (a, b) in enumerate(pairs))
     )
