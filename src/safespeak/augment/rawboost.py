@@ -475,9 +475,6 @@ def _apply_stages(
 
 # CPU path: the whole batch's draws and filter designs up front (small tensors: few, larger ops), then per
 # chunk of rows the per-example random streams and the maths.
-_Plan = NotchDraw | _ISDPlan | _SSIPlan
-
-
 @dataclass(frozen=True)
 class _SSIDesigned:
     seed: Tensor
@@ -485,26 +482,18 @@ class _SSIDesigned:
     snr_db: Tensor
 
 
-def _plan(stage: str, bsz: int, t: int, p: RawBoostParams, gen: Gen) -> _Plan:
-    cpu = torch.device("cpu")
-    if stage == "L":
-        return draw_lnl(bsz, p, gen, cpu)
-    if stage == "I":
-        return _isd_plan(bsz, t, p, gen)
-    return _ssi_plan(bsz, p, gen)
-
-
 _Designed = FIRBank | _ISDPlan | _SSIDesigned
 
 
-def _design(plan: _Plan, t: int, p: RawBoostParams) -> _Designed:
-    """The batch's filters (ISD plans pass through: their streams are drawn per chunk)."""
+def _design(stage: str, bsz: int, t: int, p: RawBoostParams, gen: Gen) -> _Designed:
+    """A stage's whole-batch draws with its filters designed; ISD and SSI keep seeds for their streams."""
     cpu = torch.device("cpu")
-    if isinstance(plan, NotchDraw):
-        return _bank(plan, p, t, torch.float32, cpu)
-    if isinstance(plan, _SSIPlan):
-        return _SSIDesigned(plan.seed, _bank(plan.notch, p, t, torch.float32, cpu), plan.snr_db)
-    return plan
+    if stage == "L":
+        return _bank(draw_lnl(bsz, p, gen, cpu), p, t, torch.float32, cpu)
+    if stage == "I":
+        return _isd_plan(bsz, t, p, gen)
+    d = _ssi_plan(bsz, p, gen)
+    return _SSIDesigned(d.seed, _bank(d.notch, p, t, torch.float32, cpu), d.snr_db)
 
 
 def _materialise(d: _Designed, rows: slice, t: int, p: RawBoostParams) -> Ready:
@@ -519,7 +508,7 @@ def _materialise(d: _Designed, rows: slice, t: int, p: RawBoostParams) -> Ready:
 
 def _rawboost_cpu(x: Tensor, algo: int, gen: Gen, p: RawBoostParams, stages: str) -> Tensor:
     bsz, t = x.shape
-    designed = [_design(_plan(s, bsz, t, p, gen), t, p) for s in stages]
+    designed = [_design(s, bsz, t, p, gen) for s in stages]
     step = max(1, CPU_CHUNK_SAMPLES // t)
     out = torch.empty_like(x)
     # Every op acts on each row alone, so the chunking doesn't change the results.
