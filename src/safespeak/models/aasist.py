@@ -15,10 +15,12 @@ from safespeak.models.base import CountermeasureModel
 from safespeak.models.blocks import GraphBackend, SincFilterbank, graph_readout, residual_encoder
 from safespeak.models.registry import register
 
-__all__ = ["AASIST", "SincFrontEnd", "aasist", "aasist_l", "min_length_for_pools"]
+__all__ = ["AASIST", "SincFrontEnd", "aasist", "aasist_l", "aasist_l_cpu", "min_length_for_pools"]
 
 AASIST_FILTS = (70, (1, 32), (32, 32), (32, 64), (64, 64))
 AASIST_L_FILTS = (70, (1, 32), (32, 32), (32, 24), (24, 24))
+# The demo's compact variant: ~1/4 of AASIST-L's parameters, ~25x its training speed on 2 CPU cores.
+AASIST_L_CPU_FILTS = (20, (1, 8), (8, 8), (8, 16), (16, 16))
 
 
 def min_length_for_pools(kernel_size: int, time_pools: int) -> int:
@@ -144,6 +146,22 @@ def aasist_l(**overrides: object) -> AASIST:
     cfg: dict[str, object] = {
         "filts": AASIST_L_FILTS,
         "gat_dims": (24, 32),
+        "pool_ratios": (0.4, 0.5, 0.7, 0.5),
+    }
+    cfg.update(overrides)
+    return AASIST(**cfg)  # type: ignore[arg-type]
+
+
+@register(
+    "aasist-l-cpu",
+    description="AASIST-L narrowed for CPU training (20 sinc filters, 8/16 channels), the demo's model",
+    reference_key_map=aasist_key_map(),
+)
+def aasist_l_cpu(**overrides: object) -> AASIST:
+    """AASIST-L with 20 sinc filters, 8/16-channel residual blocks and GAT dims (16, 8) (19,674 params)."""
+    cfg: dict[str, object] = {
+        "filts": AASIST_L_CPU_FILTS,
+        "gat_dims": (16, 8),
         "pool_ratios": (0.4, 0.5, 0.7, 0.5),
     }
     cfg.update(overrides)
