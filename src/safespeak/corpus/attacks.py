@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -112,7 +113,10 @@ def _run_engine(cmd: list[str], out: Path, stdin: str | None = None) -> tuple[np
         raise AttackError(f"{cmd[0]} is not installed (see .ci/apt-packages.txt)")
     proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=120)
     if proc.returncode != 0 or not out.is_file() or out.stat().st_size <= 44:
-        raise AttackError(f"{' '.join(cmd[:3])}... failed (rc={proc.returncode}): {proc.stderr[-300:]}")
+        how = f"exit code {proc.returncode}"
+        if proc.returncode < 0:  # e.g. festival's occasional segfault on some texts
+            how = f"crashed (signal {-proc.returncode}, {signal.strsignal(-proc.returncode)})"
+        raise AttackError(f"{' '.join(cmd[:3])}... failed, {how}: {proc.stderr[-300:]}")
     x, sr = sf.read(str(out), dtype="float32", always_2d=True)
     return x.mean(axis=1), int(sr)
 

@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import shutil
-import time
 from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -194,7 +193,8 @@ def _make_item(job: tuple[_Item, str]) -> tuple[str, str | None, str]:
             y, sr = run_attack(item.attack, item.utt, audio, rng)
         y = condition(y, sr, rng)
     except (AttackError, ValueError) as exc:
-        return item.utt_id, None, f"{item.utt.key} {item.attack}: {exc}"
+        what = "bona fide" if item.attack == "-" else f"attack {item.attack}"
+        return item.utt_id, None, f"{item.utt_id} ({item.split}, {what}, from {item.utt.key}): {exc}"
     path = corpus_split(out, item.split)[1] / f"{item.utt_id}.flac"
     save_audio(path, y)
     return item.utt_id, file_sha256(path), ""
@@ -323,7 +323,8 @@ def build_corpus(
 
     `size` is "mini" (about 3,000 files, minutes on 2 cores), "full" (every bona fide utterance) or a
     `SizeSpec` with explicit counts. Items that an engine cannot synthesise are dropped and listed in
-    the manifest. Raises `SourceUnavailable` when a source package cannot be fetched.
+    the manifest (`CorpusInfo.dropped`; `summary.build_lines` shows them). Raises `SourceUnavailable`
+    when a source package cannot be fetched.
     """
     root = Path(out_dir)
     spec = _resolve_size(size)
@@ -337,7 +338,6 @@ def build_corpus(
     (root / "corpus.json").unlink(missing_ok=True)
     for split in SPLITS:  # a previous build with other settings must not leave stray files behind
         shutil.rmtree(corpus_split(root, split)[1], ignore_errors=True)
-    start = time.perf_counter()
     hashes, dropped = _run_items(items, root, workers, progress)
     counts = _write_tables(items, hashes, root)
     manifest = {
@@ -357,7 +357,4 @@ def build_corpus(
         "derived from those files or their texts and are distributed under the same terms.",
     }
     _write_text(root / "corpus.json", json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-    if progress:
-        print(f"built {sum(sum(c.values()) for c in counts.values())} files in "
-              f"{time.perf_counter() - start:.0f} s under {root}")
     return _info_from_manifest(root, manifest, reused=False)
