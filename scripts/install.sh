@@ -10,6 +10,7 @@ if command -v apt-get >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   # shellcheck disable=SC2046
   if ! dpkg -s $(cat .ci/apt-packages.txt) >/dev/null 2>&1; then
+    echo "==> apt: installing the corpus TTS engines and tools ($(tr '\n' ' ' < .ci/apt-packages.txt | sed 's/ $//'))"
     $SUDO apt-get update -qq >/dev/null
     $SUDO apt-get install -y -qq --no-install-recommends $(cat .ci/apt-packages.txt) >/dev/null
   fi
@@ -18,10 +19,14 @@ else
 fi
 
 PY=${PYTHON:-python3}
+echo "==> venv: .venv (Python from $PY)"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
+echo "==> torch: torch==2.13.0 unless .venv already has a torch (the longest step, a few minutes)"
 .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q "torch==2.13.0"
+echo "==> pip: safespeak (editable) and its extras: SSL front ends, TensorBoard, corpus, dev tools"
 .venv/bin/python -m pip install -q -e ".[ssl,tensorboard,corpus,dev]"
 
 # Bona fide recordings of the offline corpus: Debian packages fetched into the cache (not installed).
+echo "==> corpus: fetching the bona fide speech packages into the cache (apt-get download, not installed)"
 .venv/bin/safespeak corpus fetch
