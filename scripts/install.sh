@@ -24,7 +24,7 @@ echo "==> venv: .venv (Python from $PY)"
 .venv/bin/python -m pip install -q --upgrade pip
 echo "==> torch: torch==2.13.0 unless .venv already has a torch (the longest step, a few minutes)"
 .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q "torch==2.13.0"
-echo "==> pip: safespeak (editable) and its extras: SSL front ends, TensorBoard, corpus, dev tools"
+echo "==> pip: safespeak (editable install) and its optional dependencies"
 .venv/bin/python -m pip install -q -e ".[ssl,tensorboard,corpus,dev]"
 
 # Bona fide recordings of the offline corpus: Debian packages fetched into the cache (not installed).
