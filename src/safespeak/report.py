@@ -1,17 +1,31 @@
-"""Plots and an HTML report: DET curve, per-class score histograms, per-attack EER, training curves."""
+"""Plots and an HTML report: DET curve, per-class score histograms, per-attack EER, training curves.
+
+`write_report` stamps the page with its date and the safespeak version; `corpus_section` and
+`detect_section` render the data behind a run (split counts, dropped items) and how to use its checkpoint.
+"""
 
 from __future__ import annotations
 
 import base64
 import html
 import json
+import shlex
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_det", "plot_histograms", "plot_per_attack", "plot_training", "write_report"]
+__all__ = [
+    "corpus_section",
+    "detect_section",
+    "plot_det",
+    "plot_histograms",
+    "plot_per_attack",
+    "plot_training",
+    "write_report",
+]
 
 
 def _pyplot() -> Any:  # lazily imported, headless (Agg)
@@ -100,6 +114,8 @@ def plot_training(history: Sequence[Mapping[str, Any]], path: str | Path) -> Pat
     ax2 = ax.twinx()
     ax2.plot(ep, [100 * h.get("dev_eer", np.nan) for h in history], "s-", color="C3", label="dev EER")
     ax2.set_ylabel("dev EER (%)", color="C3")
+    handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax2.legend(handles, [str(h.get_label()) for h in handles], loc="upper right")  # one box, both axes
     ax.grid(alpha=0.3)
     ax.set_title("training curves")
     return _save(fig, path)
@@ -128,13 +144,22 @@ def write_report(
     *,
     title: str = "safespeak report",
     sections: Mapping[str, str] | None = None,
+    generated: datetime | None = None,
 ) -> Path:
-    """Write `report.html` (images embedded, also linked as files) and `metrics.json` into `out_dir`."""
+    """Write `report.html` (images embedded, also linked as files) and `metrics.json` into `out_dir`.
+
+    `sections` are (heading -> HTML) blocks placed after the metric tables; the page states its
+    `generated` time (default now, UTC) and the safespeak version.
+    """
+    from safespeak import __version__
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True, default=float) + "\n")
     summary = [(k, _fmt(v)) for k, v in metrics.items() if not isinstance(v, dict | list)]
-    parts = [f"<h1>{html.escape(title)}</h1>", _table(summary, ["metric", "value"])]
+    when = (generated or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M %Z").strip()
+    stamp = f"<p class='stamp'>generated {html.escape(when)} by safespeak {html.escape(__version__)}</p>"
+    parts = [f"<h1>{html.escape(title)}</h1>", stamp, _table(summary, ["metric", "value"])]
     if isinstance(metrics.get("per_attack"), dict):
         rows = [(a, f"{100 * e:.2f}") for a, e in sorted(metrics["per_attack"].items())]
         parts += ["<h2>EER per attack</h2>", _table(rows, ["attack", "EER (%)"])]
@@ -150,12 +175,48 @@ def write_report(
     style = (
         "body{font-family:sans-serif;max-width:900px;margin:2em auto}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}img{max-width:100%}"
+        ".stamp{color:#666}pre{background:#f4f4f4;padding:6px 10px;overflow-x:auto}"
     )
     doc = f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
     doc += f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
     path = out / "report.html"
     path.write_text(doc)
     return path
+
+
+def corpus_section(
+    counts: Mapping[str, Mapping[str, int]], dropped: Sequence[str] = (), manifest: str | Path | None = None
+) -> str:
+    """HTML: files per split (bona fide, spoofs, per attack) and the items the corpus build dropped.
+
+    `counts` is split -> {"bonafide" or attack id -> files} (`CorpusInfo.splits[s].counts`).
+    """
+    attacks = sorted({a for c in counts.values() for a in c if a != "bonafide"})
+    rows = []
+    for split, c in counts.items():
+        bona = c.get("bonafide", 0)
+        rows.append([split, sum(c.values()), bona, sum(c.values()) - bona, *(c.get(a, "") for a in attacks)])
+    text = _table(rows, ["split", "files", "bona fide", "spoofs", *attacks])
+    if dropped:
+        where = f" (listed in {html.escape(str(manifest))})" if manifest else ""
+        items = "".join(f"<li><code>{html.escape(' '.join(d.split()))}</code></li>" for d in dropped)
+        text += f"<p>{len(dropped)} planned item(s) could not be synthesised and were left out{where}:</p>"
+        text += f"<ul>{items}</ul>"
+    else:
+        text += "<p>No planned item was dropped.</p>"
+    return text
+
+
+def detect_section(checkpoint: str | Path, example: str | Path | None = None) -> str:
+    """HTML: the `safespeak detect` (and `score`) command lines that use `checkpoint`."""
+    audio = shlex.quote(str(example)) if example else "recording.wav"
+    ck = shlex.quote(str(checkpoint))
+    lines = [
+        f"safespeak detect --checkpoint {ck} {audio}",
+        f"safespeak score --checkpoint {ck} --input FOLDER --output scores.csv",
+    ]
+    intro = "<p>Use the trained checkpoint on other recordings:</p>"
+    return f"{intro}<pre>{html.escape(chr(10).join(lines))}</pre>"
 
 
 def _fmt(v: Any) -> str:
