@@ -5,6 +5,8 @@ Backbones (override `backbone`):
 - `fairseq`: a fairseq wav2vec2 / XLS-R `.pt` (`source`), converted to the equivalent HF model on build.
 - `dphubert`: a DPHuBERT checkpoint (`source` = `.pth`); without a source, the sp0.75 architecture with
   random weights (the cheap default that `safespeak models` lists).
+- `whisper`: a Whisper encoder (`models/ssl/whisper.py`); `source` = a CTranslate2 folder (`model.bin`),
+  a transformers checkpoint (directory or hub id), or None for the bundled tiny.en (`safespeak[whisper]`).
 
 Restoring without the original files: `model.checkpoint_config()` returns build overrides in which the
 backbone is described by `backbone_config` (the HF config dict or the DPHuBERT config) instead of
@@ -34,7 +36,7 @@ from safespeak.models.ssl.aggregate import LayerAggregation
 
 __all__ = ["BACKBONES", "SSLCountermeasure", "build_backbone", "build_ssl_model"]
 
-BACKBONES = ("hf", "fairseq", "dphubert")
+BACKBONES = ("hf", "fairseq", "dphubert", "whisper")
 _HEADS = {"aasist": "SSLAASISTHead", "semaa": "SSLSEMAAHead"}
 
 
@@ -147,6 +149,10 @@ def _backbone(
         if normalize is not None:  # the override wins over the checkpoint's `normalize_waveform`
             module.normalize_waveform = module.config["normalize_waveform"] = bool(normalize)
         return module, {"backbone": "dphubert"}
+    if backbone == "whisper":
+        from safespeak.models.ssl.whisper import build_whisper_backbone
+
+        return build_whisper_backbone(source, backbone_config), {"backbone": "whisper"}
     from safespeak.models.ssl.hf import HFBackbone, hf_backbone_from_config, load_hf_backbone
 
     if backbone_config is not None:
