@@ -203,7 +203,7 @@ def test_bad_asv_arguments_and_cli_error_message(tmp_path: Path, capsys: pytest.
     bad.write_text("LA_E_1 zero\n")
     argv = ["evaluate", "--scores", str(bad), "--protocol", str(d / "cm_protocol.txt"),
             "--protocol-format", "asvspoof2019-la"]  # fmt: skip
-    assert main(argv) == 1
+    assert main(argv) == 2
     assert "error:" in (err := capsys.readouterr().err) and "bad.txt:1: score 'zero' is not a number" in err
 
 

@@ -120,10 +120,10 @@ if __name__ == "__main__":
         _trace_train_items(os.environ["TOY_TRACE_DIR"])
     import argparse
 
-    from safespeak.train import register_cli
+    from safespeak.commands.train import register
 
     # only the train command: importing every CLI module would add seconds to each subprocess test
     parser = argparse.ArgumentParser(prog="toydata")
-    register_cli(parser.add_subparsers(required=True))
+    register(parser.add_subparsers(required=True))
     args = parser.parse_args(sys.argv[1:])
     raise SystemExit(args.func(args))

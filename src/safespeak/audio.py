@@ -14,6 +14,7 @@ import soundfile as sf
 import soxr
 
 from safespeak import SAMPLE_RATE
+from safespeak.errors import SafespeakError
 
 __all__ = [
     "AudioError",
@@ -27,13 +28,12 @@ __all__ = [
 ]
 
 
-class AudioError(ValueError):
+class AudioError(SafespeakError):
     """An audio file that cannot be used; `path` names it and `reason` says why."""
 
     def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
-        self.path = str(path)
         self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+        super().__init__(reason, path=path)
 
 
 def resample(x: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) -> np.ndarray:

@@ -5,8 +5,6 @@ Fusion and calibration always align score sets by trial id, never by row order.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -15,7 +13,18 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Calibration", "align_scores", "fit_calibration", "fit_fusion", "fuse_scores"]
+from safespeak.errors import UsageError
+
+__all__ = [
+    "Calibration",
+    "FusionResult",
+    "align_scores",
+    "calibrate_files",
+    "fit_calibration",
+    "fit_fusion",
+    "fuse_files",
+    "fuse_scores",
+]
 
 
 def _logit(p: float) -> float:
@@ -151,79 +160,69 @@ def _labelled(
     return np.array([scores[i] for i in ids]), np.array([labels[i] for i in ids])
 
 
-def register_cli(sub: argparse._SubParsersAction) -> None:
-    """`safespeak fuse` and `safespeak calibrate`."""
-    f = sub.add_parser("fuse", help="fuse score files aligned by trial id")
-    f.add_argument("scores", nargs="+", help="score files (any format `safespeak evaluate` reads)")
-    f.add_argument("--output", required=True, help="fused ID,score CSV")
-    f.add_argument("--weights", default=None, help="comma-separated weights (default: equal)")
-    f.add_argument(
-        "--train-scores",
-        nargs="+",
-        default=None,
-        help="dev score files (same systems, same order) to learn weights by logistic regression",
-    )
-    f.add_argument("--protocol", default=None, help="labels for --train-scores")
-    f.add_argument("--protocol-format", default=None, help="format of --protocol")
-    f.add_argument("--subset", default="all", help="protocol subset")
-    f.set_defaults(func=_cmd_fuse)
+@dataclass(frozen=True)
+class FusionResult:
+    """What `fuse_files` wrote: the fused trial count, the weights (None: equal) and the bias."""
 
-    c = sub.add_parser("calibrate", help="fit score->LLR calibration on a labelled dev score set")
-    c.add_argument("--scores", required=True, help="dev score file")
-    c.add_argument("--protocol", required=True, help="dev protocol with labels")
-    c.add_argument("--protocol-format", required=True, help="format of --protocol")
-    c.add_argument("--subset", default="all", help="protocol subset")
-    c.add_argument("--prior", type=float, default=0.5, help="bona fide prior for the training weights")
-    c.add_argument("--checkpoint", default=None, help="store the calibration in this checkpoint's JSON")
-    c.add_argument("--apply", default=None, help="score file to map to LLRs (written to --output)")
-    c.add_argument("--output", default=None, help="output CSV for --apply")
-    c.set_defaults(func=_cmd_calibrate)
+    output: Path
+    n_systems: int
+    n_trials: int
+    weights: tuple[float, ...] | None
+    bias: float
 
 
-def _cmd_fuse(args: argparse.Namespace) -> int:
-    from safespeak.score import write_scores_csv
-    from safespeak.scorefiles import read_scores
+def fuse_files(
+    score_paths: Sequence[str | Path],
+    output: str | Path,
+    *,
+    weights: Sequence[float] | None = None,
+    train_scores: Sequence[str | Path] | None = None,
+    protocol: str | Path | None = None,
+    protocol_format: str | None = None,
+    subset: str = "all",
+) -> FusionResult:
+    """The `safespeak fuse` workflow: fuse score files by id, with given or learnt weights; write a CSV."""
+    from safespeak.scorefiles import read_scores, write_scores_csv
 
-    sets = [read_scores(p) for p in args.scores]
-    if args.train_scores:
-        if len(args.train_scores) != len(sets) or not (args.protocol and args.protocol_format):
-            raise SystemExit("--train-scores needs one dev file per system plus --protocol/--protocol-format")
-        w, b = fit_fusion(
-            [read_scores(p) for p in args.train_scores],
-            _labels(args.protocol, args.protocol_format, args.subset),
+    sets = [read_scores(p) for p in score_paths]
+    bias = 0.0
+    if train_scores:
+        if len(train_scores) != len(sets) or not (protocol and protocol_format):
+            raise UsageError("--train-scores needs one dev file per system plus --protocol/--protocol-format")
+        w, bias = fit_fusion(
+            [read_scores(p) for p in train_scores], _labels(protocol, protocol_format, subset)
         )
-    else:
-        w = None if args.weights is None else [float(v) for v in args.weights.split(",")]
-        b = 0.0
-    fused = fuse_scores(sets, w, b)
-    write_scores_csv(args.output, fused)
-    shown = "equal" if w is None else ", ".join(f"{v:.4g}" for v in w)
-    print(
-        f"fused {len(sets)} systems, {len(fused)} trials (weights {shown}; bias {b:.4g}) -> {args.output}"
-    )
-    return 0
+        weights = [float(v) for v in w]
+    fused = fuse_scores(sets, None if weights is None else list(weights), bias)
+    write_scores_csv(output, fused)
+    shown = None if weights is None else tuple(float(v) for v in weights)
+    return FusionResult(Path(output), len(sets), len(fused), shown, float(bias))
 
 
-def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from safespeak.scorefiles import read_scores
+def calibrate_files(
+    scores: str | Path,
+    protocol: str | Path,
+    protocol_format: str,
+    *,
+    subset: str = "all",
+    prior: float = 0.5,
+    checkpoint: str | Path | None = None,
+    apply: str | Path | None = None,
+    output: str | Path | None = None,
+) -> Calibration:
+    """The `safespeak calibrate` workflow: fit on labelled dev scores; optionally store it in a checkpoint
+    and map another score file to LLRs."""
+    from safespeak.scorefiles import read_scores, write_scores_csv
 
-    s, y = _labelled(
-        read_scores(args.scores), _labels(args.protocol, args.protocol_format, args.subset), args.scores
-    )
-    cal = fit_calibration(s, y, args.prior)
-    print(json.dumps(cal.to_dict()))
-    if args.checkpoint:
-        from safespeak.checkpoint import atomic_write, checkpoint_paths, read_meta
+    if apply and not output:
+        raise UsageError("--apply needs --output")
+    s, y = _labelled(read_scores(scores), _labels(protocol, protocol_format, subset), str(scores))
+    cal = fit_calibration(s, y, prior)
+    if checkpoint:
+        from safespeak.checkpoint import update_meta
 
-        meta = read_meta(args.checkpoint)
-        meta["calibration"] = cal.to_dict()
-        text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
-        atomic_write(checkpoint_paths(args.checkpoint)[1], lambda tmp: Path(tmp).write_text(text))
-    if args.apply:
-        from safespeak.score import write_scores_csv
-
-        if not args.output:
-            raise SystemExit("--apply needs --output")
-        raw = read_scores(args.apply)
-        write_scores_csv(args.output, {k: float(cal.llr(v)) for k, v in raw.items()})
-    return 0
+        update_meta(checkpoint, calibration=cal.to_dict())
+    if apply:
+        raw = read_scores(apply)
+        write_scores_csv(output, {k: float(cal.llr(v)) for k, v in raw.items()})  # type: ignore[arg-type]
+    return cal

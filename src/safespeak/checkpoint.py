@@ -23,10 +23,12 @@ from safespeak import __version__
 __all__ = [
     "atomic_write",
     "checkpoint_paths",
+    "convert_reference",
     "file_sha256",
     "load_checkpoint",
     "read_meta",
     "save_checkpoint",
+    "update_meta",
 ]
 
 
@@ -133,3 +135,24 @@ def load_checkpoint(
     model = build(meta["arch"], **meta.get("model_config", {}))
     model.load_state_dict(load_file(str(weights), device=str(map_location)), strict=True)
     return model.to(map_location).eval(), meta
+
+
+def update_meta(path: str | os.PathLike[str], **fields: Any) -> None:
+    """Set top-level fields of a checkpoint's JSON sidecar (atomically), e.g. `calibration=...`."""
+    _, meta_path = checkpoint_paths(path)
+    meta = read_meta(path)
+    meta.update(fields)
+    text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
+    atomic_write(meta_path, lambda tmp: Path(tmp).write_text(text))
+
+
+def convert_reference(
+    arch: str, reference: str | os.PathLike[str], output: str | os.PathLike[str], overrides: dict[str, Any]
+) -> tuple[Path, int]:
+    """The `safespeak convert` workflow: reference weights -> checkpoint; returns (weights path, #params)."""
+    from safespeak.models.registry import from_reference
+
+    model = from_reference(arch, reference, **overrides)
+    meta = {"converted_from": str(reference), "reference_sha256": file_sha256(reference)}
+    out = save_checkpoint(output, model, arch=arch, model_config=overrides, meta=meta)
+    return out, sum(p.numel() for p in model.parameters())

@@ -1,8 +1,9 @@
-"""Command-line entry point: `safespeak <command> ...`.
+"""Command-line entry point: `safespeak [--debug] <command> ...`.
 
-Each command lives next to the library code it calls: a module in `_COMMAND_MODULES` exposes
-`register_cli(subparsers)`, which adds its sub-parser(s) and sets `func` (a callable taking the parsed
-namespace and returning an exit code). The CLI only parses arguments; the work is library functions.
+The parser is built from the modules named in `safespeak.commands.COMMANDS` (each exposes
+`register(subparsers)` and sets `func`). Errors a user can fix (`SafespeakError`, and `ValueError` /
+`OSError` from the library) print one line `safespeak: error: <file>[:line]: <what>` and exit 2;
+`--debug` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -10,19 +11,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 from collections.abc import Sequence
 
 from safespeak import __version__
+from safespeak.commands import COMMANDS
 
-_COMMAND_MODULES = (
-    "safespeak.evaluate",  # evaluate
-    "safespeak.train",  # train
-    "safespeak.score",  # score, detect
-    "safespeak.calibrate",  # fuse, calibrate
-    "safespeak.models.registry",  # models, convert
-    "safespeak.corpus.cli",  # corpus build / audit
-    "safespeak.demo",  # demo
-)
+EXIT_USAGE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,16 +27,21 @@ def build_parser() -> argparse.ArgumentParser:
         description="Voice anti-spoofing toolkit: train, score and evaluate countermeasures.",
     )
     parser.add_argument("--version", action="version", version=f"safespeak {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # a command whose module is not part of this install
-            if exc.name == name:
-                continue
-            raise
-        module.register_cli(sub)
+    for name in COMMANDS:
+        importlib.import_module(f"safespeak.commands.{name}").register(sub)
     return parser
+
+
+def error_line(exc: BaseException) -> str:
+    """The one-line message for a user error: `<file>[:line]: <what>` where the error knows the file."""
+    if isinstance(exc, OSError) and exc.filename is not None and str(exc.filename) not in str(exc):
+        return f"{exc.filename}: {exc.strerror or exc}"
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,8 +50,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(list(argv) if argv is not None else sys.argv[1:])
     if getattr(args, "func", None) is None:
         parser.print_help()
-        return 2
-    return int(args.func(args) or 0)
+        return EXIT_USAGE
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, OSError) as exc:  # SafespeakError and library argument/file errors
+        if args.debug:
+            traceback.print_exc()
+        print(f"safespeak: error: {error_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("safespeak: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 import yaml
 
+from safespeak.errors import SafespeakError
+
 __all__ = [
     "ConfigError",
     "DataConfig",
@@ -50,7 +52,7 @@ except ImportError:  # pragma: no cover - depends on which modules are installed
         rawboost_algo: int = 0
 
 
-class ConfigError(ValueError):
+class ConfigError(SafespeakError):
     """An invalid config; the message names the source (file:line) and the dotted key."""
 
 

@@ -6,7 +6,6 @@ the PNG plots, `metrics.json` (EERs as fractions, pooled and per attack) and the
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import time
@@ -210,38 +209,3 @@ def _summary(m: dict[str, Any], out: Path) -> str:
 def _log(progress: bool, msg: str) -> None:
     if progress:
         print(msg, flush=True)
-
-
-def register_cli(sub: argparse._SubParsersAction) -> None:
-    """`safespeak demo`."""
-    p = sub.add_parser("demo", help="build the offline corpus, train a compact CM, score, evaluate, report")
-    p.add_argument("--out", default="demo_out", help="report folder (default demo_out)")
-    p.add_argument("--minutes", type=float, default=None, help="cap on the training time in minutes")
-    p.add_argument("--corpus-dir", default=None, help="corpus folder (default: the cache)")
-    p.add_argument("--size", choices=["mini", "full"], default="mini", help="corpus size (default mini)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the corpus and the training")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a key of the demo recipe, e.g. train.epochs=2",
-    )
-    p.add_argument("--recipe", default=None, help="training recipe YAML (default: the built-in demo-cpu)")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.set_defaults(func=_cmd_demo)
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    run_demo(
-        args.out,
-        corpus_dir=args.corpus_dir,
-        corpus_size=args.size,
-        seed=args.seed,
-        minutes=args.minutes,
-        overrides=tuple(args.overrides),
-        progress=not args.quiet,
-        recipe=args.recipe,
-    )
-    return 0

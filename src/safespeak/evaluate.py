@@ -23,20 +23,16 @@ or a lower min t-DCF on negated scores, as the official 2021 LA script checks) a
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
-import sys
 from collections.abc import Collection, Sequence
 from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
-from safespeak.protocols import FORMATS, SUBSETS, ProtocolError, Trial, read_protocol
+from safespeak.protocols import ProtocolError, Trial, read_protocol
 from safespeak.scorefiles import (
-    SCORE_FORMATS,
     ScoreFileError,
     ScoreTable,
     align_scores_to_ids,
@@ -46,7 +42,7 @@ from safespeak.scorefiles import (
     read_scores,
 )
 
-__all__ = ["ScoreFileError", "evaluate", "format_table", "read_scores", "register_cli"]
+__all__ = ["ScoreFileError", "evaluate", "format_table", "read_scores", "result_json"]
 
 # Fields broken down per value with both classes restricted to it (the 2021 "codec" factor type).
 _BOTH_CLASS_FIELDS = ("codec", "transmission", "source")
@@ -368,44 +364,6 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def register_cli(sub: argparse._SubParsersAction) -> None:
-    """`safespeak evaluate`."""
-    p = sub.add_parser(
-        "evaluate",
-        help="score file + protocol -> EER, t-DCF, DCF, Cllr, a-DCF, t-EER and breakdowns",
-        description="Evaluate a score file against a protocol/key file, as the official ASVspoof code does.",
-    )
-    p.add_argument(
-        "--scores", required=True, help="score file (2-col, 2019 4-col, ASVspoof5 TSV or ID,score CSV)"
-    )
-    p.add_argument(
-        "--scores-format", default="auto", choices=SCORE_FORMATS, help="score file format (default: detect)"
-    )
-    p.add_argument(
-        "--protocol", required=True, help="protocol / key file (a directory for --protocol-format folder)"
-    )
-    p.add_argument(
-        "--protocol-format", required=True, choices=FORMATS, help="protocol format (never guessed)"
-    )
-    p.add_argument(
-        "--subset",
-        default="all",
-        choices=SUBSETS,
-        help="2021 keys: eval, progress, hidden or all (default all)",
-    )
-    p.add_argument(
-        "--asv-scores",
-        help="ASV scores for the t-DCF: 2019 `source key score` file or 2021 ASVTorch_Kaldi score.txt",
-    )
-    p.add_argument("--asv-protocol", help="2021 ASV trial_metadata.txt, line-aligned with --asv-scores")
-    p.add_argument(
-        "--bootstrap", type=int, default=0, metavar="N",
-        help="add a 95%% bootstrap interval of the EER from N resamples (0: none)",
-    )  # fmt: skip
-    p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
-    p.set_defaults(func=_cmd_evaluate)
-
-
 def _json_safe(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: _json_safe(v) for k, v in obj.items()}
@@ -414,17 +372,6 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    try:
-        result = evaluate(
-            args.scores, args.protocol, args.protocol_format, subset=args.subset,
-            asv_scores=args.asv_scores, asv_protocol=args.asv_protocol, scores_format=args.scores_format,
-            bootstrap=args.bootstrap,
-        )  # fmt: skip
-    except (ValueError, OSError) as exc:  # ProtocolError, ScoreFileError, bad arguments: no traceback
-        print(f"safespeak evaluate: error: {exc}", file=sys.stderr)
-        return 1
-    for w in result["warnings"]:
-        print(f"safespeak evaluate: warning: {w}", file=sys.stderr)
-    print(json.dumps(_json_safe(result), indent=2, allow_nan=False) if args.json else format_table(result))
-    return 0
+def result_json(result: dict[str, Any]) -> dict[str, Any]:
+    """`result` with non-finite floats as None, ready for `json.dumps(..., allow_nan=False)`."""
+    return _json_safe(result)

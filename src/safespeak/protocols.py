@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from safespeak.errors import SafespeakError
+
 BONAFIDE = 1
 SPOOF = 0
 
@@ -67,7 +69,7 @@ class Trial:
     conditions: Mapping[str, str] = field(default_factory=dict)
 
 
-class ProtocolError(ValueError):
+class ProtocolError(SafespeakError):
     """A protocol file that cannot be used; the message names `file:line` and what was wrong."""
 
 

@@ -9,14 +9,12 @@ Scores follow the library convention: higher = bona fide, for every architecture
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
-import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +23,20 @@ import torch
 
 from safespeak import SAMPLE_RATE, __version__
 from safespeak.audio import AudioError, load_audio, repeat_pad, windows
+from safespeak.scorefiles import write_scores_csv
 
 AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".mp3", ".aiff", ".aif")
 
 __all__ = [
+    "Detection",
     "ScoreItem",
     "ScoreOptions",
     "ScoreResult",
+    "ScoreRun",
     "collect_inputs",
+    "detect_files",
     "score_items",
+    "score_to_files",
     "write_scores_csv",
 ]
 
@@ -235,17 +238,6 @@ def score_items(
     return result
 
 
-def write_scores_csv(path: str | Path, scores: dict[str, float]) -> None:
-    """Write `ID,score` rows sorted by id (ids as strings, scores with full float precision)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with open(p, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["ID", "score"])
-        for tid in sorted(scores):
-            w.writerow([tid, repr(float(scores[tid]))])
-
-
 def write_error_report(path: str | Path, errors: Sequence[tuple[str, str, str]]) -> None:
     """Write the files that could not be scored as `ID,path,error`."""
     with open(path, "w", newline="") as fh:
@@ -300,136 +292,99 @@ def default_window(model: torch.nn.Module, meta: dict[str, Any]) -> int:
     return int(meta.get("input_length") or model.input_length)
 
 
-def register_cli(sub: argparse._SubParsersAction) -> None:
-    """`safespeak score` and `safespeak detect`."""
-    p = sub.add_parser("score", help="score a directory, protocol or file list into an ID,score CSV")
-    p.add_argument("--checkpoint", required=True, help="safespeak checkpoint (dir, .safetensors or .json)")
-    p.add_argument("--input", required=True, help="audio directory, protocol file or list file")
-    p.add_argument("--output", required=True, help="output CSV (ID,score); card and errors go beside it")
-    p.add_argument("--protocol-format", default=None, help="read --input as a protocol of this format")
-    p.add_argument("--subset", default="all", help="protocol subset (2021: eval|progress|hidden|all)")
-    p.add_argument("--audio-dir", default=None, help="audio folder for protocol trials")
-    p.add_argument("--audio-ext", default=".flac", help="audio suffix for protocol trials (default .flac)")
-    _add_scoring_options(p)
-    p.add_argument("--strict", action="store_true", help="exit with status 1 if any file failed")
-    p.set_defaults(func=_cmd_score)
+@dataclass(frozen=True)
+class ScoreRun:
+    """What `score_to_files` wrote and how many inputs were scored or failed (`errors`: id, path, why)."""
 
-    d = sub.add_parser("detect", help="score single files and print label, score and probability")
-    d.add_argument("files", nargs="+", help="audio files")
-    d.add_argument("--checkpoint", required=True, help="safespeak checkpoint")
-    d.add_argument(
-        "--threshold",
-        type=float,
-        default=None,
-        help="decision threshold on the raw score (default: calibration, else dev EER threshold, else 0)",
-    )
-    d.add_argument("--json", action="store_true", help="print one JSON object per file")
-    _add_scoring_options(d)
-    d.set_defaults(func=_cmd_detect)
+    output: Path
+    card: Path
+    errors_file: Path | None
+    n_inputs: int
+    n_scored: int
+    errors: tuple[tuple[str, str, str], ...]
 
 
-def _add_scoring_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--crop",
-        choices=["full", "first"],
-        default="full",
-        help="full: windows over the whole file, averaged (default); first: first window only",
-    )
-    p.add_argument("--window", type=int, default=None, help="window length in samples (default: model's)")
-    p.add_argument("--hop", type=int, default=None, help="hop between windows in samples (default: window)")
-    p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
-    p.add_argument("--sigmoid", action="store_true", help="map scores through a sigmoid")
-    p.add_argument("--workers", type=int, default=0, help="file-reading worker processes")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+def score_to_files(
+    checkpoint: str | Path,
+    source: str | Path,
+    output: str | Path,
+    *,
+    options: ScoreOptions | None = None,
+    protocol_format: str | None = None,
+    subset: str = "all",
+    audio_dir: str | Path | None = None,
+    audio_ext: str = ".flac",
+    progress: bool = True,
+) -> ScoreRun:
+    """The `safespeak score` workflow: checkpoint + inputs -> `ID,score` CSV, evaluation card, error report.
 
-
-def _options(args: argparse.Namespace) -> ScoreOptions:
-    return ScoreOptions(
-        crop=args.crop,
-        window=args.window,
-        hop=args.hop,
-        batch_size=args.batch_size,
-        sigmoid=args.sigmoid,
-        num_workers=args.workers,
-        device=args.device,
-    )
-
-
-def _cmd_score(args: argparse.Namespace) -> int:
+    The card goes to `<output stem>.card.json`, failures (if any) to `<output stem>.errors.csv`.
+    """
     from safespeak.checkpoint import load_checkpoint
 
-    model, meta = load_checkpoint(args.checkpoint, map_location=args.device)
-    opts = _options(args)
+    opts = options or ScoreOptions()
+    model, meta = load_checkpoint(checkpoint, map_location=opts.device)
     window = opts.window or default_window(model, meta)
-    opts = ScoreOptions(**{**asdict(opts), "window": window})
+    opts = replace(opts, window=window)
     items = collect_inputs(
-        args.input,
-        protocol_format=args.protocol_format,
-        subset=args.subset,
-        audio_dir=args.audio_dir,
-        audio_ext=args.audio_ext,
+        source, protocol_format=protocol_format, subset=subset, audio_dir=audio_dir, audio_ext=audio_ext
     )
-    result = score_items(model, items, opts)
-    out = Path(args.output)
+    result = score_items(model, items, opts, progress=progress)
+    out = Path(output)
     write_scores_csv(out, result.scores)
     card = evaluation_card(
-        args.checkpoint,
-        meta,
-        opts,
-        window,
-        result,
-        source=str(args.input),
-        protocol_format=args.protocol_format,
-        subset=args.subset,
-        n_inputs=len(items),
-    )
+        checkpoint, meta, opts, window, result, source=str(source), protocol_format=protocol_format,
+        subset=subset, n_inputs=len(items),
+    )  # fmt: skip
     card_path = out.with_name(out.stem + ".card.json")
     card_path.write_text(json.dumps(card, indent=2) + "\n")
-    print(f"scored {len(result.scores)} of {len(items)} files -> {out} (card: {card_path})")
+    err_path = None
     if result.errors:
         err_path = out.with_name(out.stem + ".errors.csv")
         write_error_report(err_path, result.errors)
-        print(f"{len(result.errors)} file(s) could not be scored; see {err_path}", file=sys.stderr)
-        for tid, path, reason in result.errors[:5]:
-            print(f"  {tid}: {path}: {reason}", file=sys.stderr)
-        return 1 if args.strict else 0
-    return 0
+    return ScoreRun(out, card_path, err_path, len(items), len(result.scores), tuple(result.errors))
 
 
-def _cmd_detect(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class Detection:
+    """One file's verdict: score (higher = bona fide), label, calibrated LLR/probability, or an error."""
+
+    path: str
+    score: float | None = None
+    label: str | None = None
+    llr: float | None = None
+    p_bonafide: float | None = None
+    error: str | None = None
+
+
+def detect_files(
+    checkpoint: str | Path,
+    files: Sequence[str],
+    options: ScoreOptions | None = None,
+    threshold: float | None = None,
+) -> list[Detection]:
+    """The `safespeak detect` workflow: score each file and decide a label (one `Detection` per file)."""
     from safespeak.calibrate import Calibration
     from safespeak.checkpoint import load_checkpoint
 
-    model, meta = load_checkpoint(args.checkpoint, map_location=args.device)
-    opts = _options(args)
-    opts = ScoreOptions(
-        **{**asdict(opts), "window": opts.window or default_window(model, meta), "sigmoid": False}
-    )
-    items = [ScoreItem(str(i), f) for i, f in enumerate(args.files)]  # two files may share a name
+    opts = options or ScoreOptions()
+    model, meta = load_checkpoint(checkpoint, map_location=opts.device)
+    opts = replace(opts, window=opts.window or default_window(model, meta), sigmoid=False)
+    items = [ScoreItem(str(i), f) for i, f in enumerate(files)]  # two files may share a name
     result = score_items(model, items, opts, progress=False)
     cal = Calibration.from_dict(meta["calibration"]) if meta.get("calibration") else None
-    threshold = args.threshold
     if threshold is None:
         threshold = cal.threshold() if cal else float(meta.get("dev_eer_threshold", 0.0))
-    status = 0
+    reasons = {i: r for i, _, r in result.errors}
+    out = []
     for item in items:
         if item.trial_id not in result.scores:
-            reason = next(r for i, _, r in result.errors if i == item.trial_id)
-            print(f"{item.path}: ERROR {reason}", file=sys.stderr)
-            status = 1
+            out.append(Detection(item.path, error=reasons[item.trial_id]))
             continue
         s = result.scores[item.trial_id]
-        rec: dict[str, Any] = {
-            "file": item.path,
-            "score": s,
-            "label": "bonafide" if s >= threshold else "spoof",
-        }
+        label = "bonafide" if s >= threshold else "spoof"
         if cal:
-            rec["llr"] = cal.llr(s)
-            rec["p_bonafide"] = cal.probability(s)
-        if args.json:
-            print(json.dumps(rec))
+            out.append(Detection(item.path, s, label, float(cal.llr(s)), float(cal.probability(s))))
         else:
-            prob = f"  P(bona fide)={rec['p_bonafide']:.3f}" if cal else ""
-            print(f"{item.path}: {rec['label']:<8} score={s:+.4f}{prob}")
-    return status
+            out.append(Detection(item.path, s, label))
+    return out

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from safespeak.errors import SafespeakError
 from safespeak.protocols import sasv_trial_id
 
 __all__ = [
@@ -38,12 +39,13 @@ __all__ = [
     "read_asv_scores_2021",
     "read_score_table",
     "read_scores",
+    "write_scores_csv",
 ]
 
 SCORE_FORMATS = ("auto", "two-column", "asvspoof2019", "asvspoof5", "asvspoof5-sasv", "csv")
 
 
-class ScoreFileError(ValueError):
+class ScoreFileError(SafespeakError):
     """A score file that cannot be used; the message names the file (and line) and what was wrong."""
 
 
@@ -324,3 +326,14 @@ def read_asv_scores_2021(
     return AsvScores2021(
         np.asarray(vals, np.float64), np.asarray(label), np.asarray(codec), np.asarray(attack)
     )
+
+
+def write_scores_csv(path: str | os.PathLike[str], scores: dict[str, float]) -> None:
+    """Write `ID,score` rows sorted by id (ids as strings, scores with full float precision)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with open(p, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["ID", "score"])
+        for tid in sorted(scores):
+            w.writerow([tid, repr(float(scores[tid]))])

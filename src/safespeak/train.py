@@ -22,7 +22,6 @@ Checkpoints, state and logs come from rank 0; dev scores are gathered from all r
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -67,7 +66,7 @@ from safespeak.distributed import (
 )
 from safespeak.protocols import Trial
 
-__all__ = ["TrainResult", "load_run_config", "lr_factor", "register_cli", "train"]
+__all__ = ["TrainResult", "load_run_config", "lr_factor", "train", "train_recipe"]
 
 STATE_FILE = "state.pt"
 STATE_FORMAT = "safespeak-train-state/1"
@@ -457,50 +456,22 @@ def load_run_config(run_dir: str | Path) -> ExperimentConfig:
     return replace(cfg, train=replace(cfg.train, out_dir=str(run_dir)))
 
 
-# ---------------------------------------------------------------------------------------------- CLI
-
-
-def register_cli(sub: argparse._SubParsersAction) -> None:
-    """`safespeak train CONFIG [--set k=v ...] | --resume RUN_DIR`."""
-    p = sub.add_parser("train", help="train a countermeasure from a YAML recipe (torchrun for DDP)")
-    p.add_argument("config", nargs="?", help="YAML recipe (see configs/); omit with --resume")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set train.lr=1e-4 (repeatable)",
-    )
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its state.pt")
-    p.add_argument(
-        "--allow-leakage",
-        action="store_true",
-        help="train even if train and dev share trials or audio files (data.allow_overlap)",
-    )
-    p.set_defaults(func=_cmd_train)
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    try:
-        if args.resume:
-            if args.config or args.overrides:
-                raise ConfigError("--resume reuses RUN_DIR/config.yaml; do not pass a config or --set")
-            cfg, resume = load_run_config(args.resume), True
-        elif args.config:
-            cfg, resume = load_config(args.config, args.overrides), False
-        else:
-            raise ConfigError("give a CONFIG file or --resume RUN_DIR")
-        if args.allow_leakage:
-            cfg = config_from_dict(config_to_dict(cfg), ["data.allow_overlap=true"])
-        result = train(cfg, resume=resume)
-        if os.environ.get("RANK", "0") != "0":  # torchrun: one summary line per job
-            return 0
-    except (ValueError, OSError) as exc:  # config, protocol, audio, leakage and run-directory errors
-        print(f"safespeak train: error: {exc}", file=sys.stderr)
-        return 2
-    print(
-        f"best dev EER {100 * result.best_dev_eer:.3f}% at epoch {result.best_epoch}; "
-        f"final dev EER {100 * result.final_dev_eer:.3f}%; checkpoint {result.checkpoint}"
-    )
-    return 0
+def train_recipe(
+    config: str | os.PathLike[str] | None = None,
+    overrides: tuple[str, ...] | list[str] = (),
+    *,
+    resume: str | os.PathLike[str] | None = None,
+    allow_leakage: bool = False,
+) -> TrainResult:
+    """The `safespeak train` workflow: a recipe file plus `--set` overrides, or a run to resume."""
+    if resume:
+        if config or overrides:
+            raise ConfigError("--resume reuses RUN_DIR/config.yaml; do not pass a config or --set")
+        cfg = load_run_config(resume)
+    elif config:
+        cfg = load_config(config, overrides)
+    else:
+        raise ConfigError("give a CONFIG file or --resume RUN_DIR")
+    if allow_leakage:
+        cfg = config_from_dict(config_to_dict(cfg), ["data.allow_overlap=true"])
+    return train(cfg, resume=bool(resume))

@@ -8,7 +8,6 @@ renames its keys with the model's `reference_key_map` and loads it strictly.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 from collections.abc import Callable, Mapping
@@ -161,32 +160,6 @@ def from_reference(name: str, path: str | os.PathLike[str], **overrides: Any) ->
     return model.eval()
 
 
-def register_cli(sub: argparse._SubParsersAction) -> None:
-    """`safespeak models` and `safespeak convert`."""
-    p = sub.add_parser("models", help="list registered models with parameter counts and input length")
-    p.set_defaults(func=_cmd_models)
-    c = sub.add_parser(
-        "convert",
-        help="convert reference weights (original code's .pth/.safetensors) to a safespeak checkpoint",
-        description="Load a reference state dict with its original key names, map the keys, check that "
-        "it loads strictly, and write a safespeak checkpoint (safetensors + JSON sidecar).",
-    )
-    c.add_argument("--arch", required=True, help="registered model name (see `safespeak models`)")
-    c.add_argument("--reference", required=True, help="reference weights file (.pth or .safetensors)")
-    c.add_argument(
-        "--output", required=True, help="output checkpoint: a directory (model.*) or a file stem/.safetensors"
-    )
-    c.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="model hyperparameter override, VALUE parsed as YAML (e.g. in_dim=768); repeatable",
-    )
-    c.set_defaults(func=_cmd_convert)
-
-
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """`["k=v", ...]` -> dict with YAML-parsed values; a malformed item raises `ValueError`."""
     import yaml
@@ -200,22 +173,11 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _cmd_convert(args: argparse.Namespace) -> int:
-    from safespeak.checkpoint import file_sha256, save_checkpoint
-
-    overrides = parse_overrides(args.overrides)
-    model = from_reference(args.arch, args.reference, **overrides)
-    meta = {"converted_from": str(args.reference), "reference_sha256": file_sha256(args.reference)}
-    out = save_checkpoint(args.output, model, arch=args.arch, model_config=overrides, meta=meta)
-    n = sum(p.numel() for p in model.parameters())
-    print(f"wrote {out} ({args.arch}, {n:,} parameters)")
-    return 0
-
-
-def _cmd_models(args: argparse.Namespace) -> int:
-    print(f"{'name':<20} {'params':>12} {'input':>8}  description")
+def model_table() -> list[tuple[str, int, int, str]]:
+    """(name, parameter count, input length, description) of every registered model."""
+    rows = []
     for name in list_models():
         model = build(name)
         n = sum(p.numel() for p in model.parameters())
-        print(f"{name:<20} {n:>12,} {model.input_length:>8}  {model_info(name).description}")
-    return 0
+        rows.append((name, n, int(model.input_length), model_info(name).description))
+    return rows
