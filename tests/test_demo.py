@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -46,6 +48,11 @@ def test_demo_runs_end_to_end_on_a_micro_corpus(tmp_path: Path) -> None:
     assert metrics["epochs_run"] == 2 and len(json.loads((out / "scores.card.json").read_text())) > 5
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 4 and "A05" in page
+    assert "Corpus splits" in page and f"safespeak detect --checkpoint {out / 'run'}" in page
+    umask = os.umask(0)
+    os.umask(umask)
+    for made in (out / "run").rglob("*"):  # checkpoints and state: the umask's mode, not mkstemp's 0600
+        assert made.is_dir() or stat.S_IMODE(made.stat().st_mode) == 0o666 & ~umask, made
     # a second run into the same folder starts a fresh training run and reuses the cached corpus
     again = run_demo(out, corpus_dir=tmp_path / "corpus", corpus_size=MICRO, seed=3,
                      overrides=(*TINY, "train.epochs=1"), progress=False)  # fmt: skip

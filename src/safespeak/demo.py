@@ -62,6 +62,7 @@ def run_demo(
     from safespeak.config import load_config
     from safespeak.corpus.build import build_corpus
     from safespeak.corpus.sources import cache_dir
+    from safespeak.corpus.summary import build_lines
     from safespeak.train import train
 
     t0 = time.perf_counter()
@@ -72,6 +73,7 @@ def run_demo(
     _log(progress, f"[1/4] corpus ({size_name}) under {root}")
     corpus = build_corpus(root, size=corpus_size, seed=seed, progress=progress)
     t_corpus = time.perf_counter() - t0
+    _log(progress, "\n".join(build_lines(corpus, t_corpus)))
 
     (tr_p, tr_a), (dv_p, dv_a), (ev_p, ev_a) = (corpus.split(s) for s in ("train", "dev", "eval"))
     data_sets = [
@@ -190,7 +192,14 @@ def _evaluate_and_report(
         for a, d in sorted(corpus.attacks.items())
     )
     sections = {
-        "Attacks in the corpus": f"<table><tr><th>id</th><th>system</th><th>splits</th></tr>{attacks}</table>"
+        "Corpus splits": report.corpus_section(
+            {s: sp.counts for s, sp in corpus.splits.items()}, corpus.dropped, corpus.manifest
+        ),
+        "Attacks in the corpus": "<table><tr><th>id</th><th>system</th><th>splits</th></tr>"
+        f"{attacks}</table>",
+        "Try the trained model": report.detect_section(
+            result.run_dir / "model", corpus.split("eval")[1] / f"{min(scores)}.flac"
+        ),
     }
     report.write_report(out, metrics, images, title="safespeak demo", sections=sections)
     return metrics

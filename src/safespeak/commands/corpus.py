@@ -22,14 +22,9 @@ def _build(args: argparse.Namespace) -> int:
     except SourceUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    verb = "reused" if info.reused else "built"
-    elapsed = time.perf_counter() - start
-    print(f"{verb} corpus {info.root} (size={info.size}, seed={info.seed}) in {elapsed:.0f} s")
-    for name, split in info.splits.items():
-        counts = ", ".join(f"{k} {v}" for k, v in split.counts.items())
-        print(f"  {name:5s} {sum(split.counts.values()):6d} files  ({counts})  protocol {split.protocol}")
-    if info.dropped:
-        print(f"  dropped {len(info.dropped)} items (listed in {info.manifest})")
+    from safespeak.corpus.summary import build_lines
+
+    print("\n".join(build_lines(info, time.perf_counter() - start)))
     return 0
 
 
@@ -50,15 +45,15 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from safespeak.corpus.sources import SOURCES, SourceUnavailable, enumerate_source
+    from safespeak.corpus.sources import SourceUnavailable
+    from safespeak.corpus.summary import fetch_lines, source_stats
 
-    for name in SOURCES:
-        try:
-            utts, _ = enumerate_source(name)
-        except SourceUnavailable as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        print(f"{name:10s} {len(utts):5d} utterances")
+    try:
+        stats = source_stats()
+    except SourceUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(fetch_lines(stats)))
     return 0
 
 
