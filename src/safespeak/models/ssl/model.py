@@ -79,17 +79,30 @@ class SSLCountermeasure(CountermeasureModel):
             self.ssl.eval()
         return self
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T) waveform -> aggregated SSL features (B, frames, D)."""
+    def hidden_states(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(B, T) waveform -> the backbone's L hidden states, each (B, frames, D)."""
         if x.dim() != 2:
             raise ValueError(f"expected a (B, T) waveform batch, got shape {tuple(x.shape)}")
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             hidden, _ = self.ssl.extract_features(x)
-        return self.aggregate(hidden)
+        return hidden
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T) waveform -> aggregated SSL features (B, frames, D)."""
+        return self.aggregate(self.hidden_states(x))
+
+    def head_logits(self, hidden: list[torch.Tensor]) -> torch.Tensor:
+        """L hidden states (B, frames, D) -> (B, 2) logits; the part a cached-feature epoch runs.
+
+        Heads with `takes_layers = True` (MHFA) weigh the layers themselves and get (B, L, frames, D).
+        """
+        if getattr(self.head, "takes_layers", False):
+            return self.head(torch.stack(hidden, dim=1))
+        return self.head(self.aggregate(hidden))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T) waveform -> (B, 2) `[spoof, bonafide]` logits."""
-        return self.head(self.features(x))
+        return self.head_logits(self.hidden_states(x))
 
     def param_groups(self, lr: float, ssl_lr: float | None = None) -> list[dict[str, Any]]:
         """Optimiser groups: head + layer weights at `lr`, trainable backbone at `ssl_lr` (default `lr`)."""
