@@ -41,6 +41,7 @@ _MODEL_MODULES = (
     "safespeak.models.rawformer",
     "safespeak.models.lcnn",
     "safespeak.models.ssl_heads",
+    "safespeak.models.mhfa",
     "safespeak.models.ssl",
 )
 _loaded = False

@@ -1,5 +1,6 @@
-"""SSL front-ends without fairseq: HF transformers backbones, DPHuBERT, a fairseq checkpoint converter,
-layer aggregation, and the `ssl-aasist` / `ssl-semaa` countermeasures.
+"""SSL front-ends without fairseq: HF transformers backbones, DPHuBERT, Whisper encoders (HF or CTranslate2
+folders), a fairseq checkpoint converter, layer aggregation, and the `ssl-aasist` / `ssl-semaa` /
+`ssl-mhfa` countermeasures (`backbone="whisper"` with no source: the bundled Whisper tiny.en).
 
 Importing this package does not import transformers (only building an `hf`/`fairseq` backbone does).
 `build("ssl-aasist")` with no overrides builds a DPHuBERT-sp0.75-shaped backbone with random weights,
@@ -49,3 +50,13 @@ def ssl_aasist(**overrides: Any) -> SSLCountermeasure:
 def ssl_semaa(**overrides: Any) -> SSLCountermeasure:
     """SSL backbone + SSL-SEMAA head; see `build_ssl_model` for the overrides."""
     return build_ssl_model("semaa", **overrides)
+
+
+@register(
+    "ssl-mhfa",
+    description="SSL or Whisper front-end + MHFA head (multi-head factorized attentive pooling over "
+    "all hidden states); default: DPHuBERT-sp0.75 shape, random weights",
+)
+def ssl_mhfa(**overrides: Any) -> SSLCountermeasure:
+    """SSL backbone + MHFA head; see `build_ssl_model` for the overrides (`head_kwargs`: `MHFAHead`'s)."""
+    return build_ssl_model("mhfa", **overrides)

@@ -37,7 +37,7 @@ from safespeak.models.ssl.aggregate import LayerAggregation
 __all__ = ["BACKBONES", "SSLCountermeasure", "build_backbone", "build_ssl_model"]
 
 BACKBONES = ("hf", "fairseq", "dphubert", "whisper")
-_HEADS = {"aasist": "SSLAASISTHead", "semaa": "SSLSEMAAHead"}
+_HEADS = {"aasist": "SSLAASISTHead", "semaa": "SSLSEMAAHead", "mhfa": "MHFAHead"}
 
 
 class SSLCountermeasure(CountermeasureModel):
@@ -122,9 +122,12 @@ class SSLCountermeasure(CountermeasureModel):
 def _make_head(name: str, in_dim: int, head_kwargs: dict[str, Any] | None) -> nn.Module:
     if name not in _HEADS:
         raise ValueError(f"unknown SSL head {name!r}; known: {', '.join(_HEADS)}")
-    from safespeak.models import ssl_heads  # imported late: another module, and it may import blocks
+    if name == "mhfa":
+        from safespeak.models import mhfa as module
+    else:
+        from safespeak.models import ssl_heads as module  # imported late: it may import blocks
 
-    return getattr(ssl_heads, _HEADS[name])(in_dim=in_dim, **(head_kwargs or {}))
+    return getattr(module, _HEADS[name])(in_dim=in_dim, **(head_kwargs or {}))
 
 
 def build_backbone(
@@ -204,11 +207,16 @@ def build_ssl_model(
     """Factory behind `ssl-aasist` / `ssl-semaa`.
 
     backbone / source / backbone_config / normalize / layer_drop: see the module docstring.
-    aggregation: `last-layer` or `weighted-sum`; layer_init: `uniform` or `last3` (see `aggregate`).
+    aggregation: `last-layer` or `weighted-sum`; layer_init: `uniform` or `last3` (see `aggregate`); the
+    `mhfa` head takes every hidden state and learns its own key/value layer weights (aggregation unused).
     freeze: no backbone gradients, backbone kept in eval. gradient_checkpointing: recompute backbone
     layers in backward. head_kwargs: extra keyword arguments of the head (`in_dim` comes from the backbone).
     """
+    if head == "mhfa" and aggregation != "last-layer":
+        raise ValueError("the MHFA head weighs the layers itself: leave aggregation at 'last-layer'")
     module, export = build_backbone(backbone, source, backbone_config, normalize, layer_drop)
+    if head == "mhfa":  # one key/value weight per hidden state of this backbone
+        head_kwargs = {"num_layers": module.num_hidden_states, **(head_kwargs or {})}
     model = SSLCountermeasure(
         module,
         _make_head(head, module.hidden_size, head_kwargs),
