@@ -76,6 +76,10 @@ class ModelConfig:
 
     arch: str = "aasist"
     overrides: dict[str, Any] = field(default_factory=dict)
+    # pretrained start (`safespeak.transfer`): a preset (aasist, aasist-l), a checkpoint or a reference .pth
+    init_from: str | None = None
+    # module/parameter name patterns (fnmatch) kept frozen, e.g. [frontend, "encoder.*"]
+    freeze: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,8 @@ class TrainConfig:
     lr: float = 1e-4
     # separate LR for an SSL backbone when the model exposes `param_groups(lr, ssl_lr)`; None = `lr`
     ssl_lr: float | None = None
+    # LR of the parameters loaded by model.init_from (new ones use `lr`); None = `lr`
+    pretrained_lr: float | None = None
     weight_decay: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8

@@ -65,6 +65,7 @@ from safespeak.distributed import (
     setup,
 )
 from safespeak.protocols import Trial
+from safespeak.transfer import param_groups, prepare
 
 __all__ = ["TrainResult", "load_run_config", "lr_factor", "train", "train_recipe"]
 
@@ -149,7 +150,12 @@ class _Run:
         from safespeak.models import build
 
         cfg, d = self.cfg, self.d
-        self.core = build(cfg.model.arch, **cfg.model.overrides).to(d.device)
+        self.core = build(cfg.model.arch, **cfg.model.overrides)
+        init = prepare(self.core, cfg.model.arch, cfg.model.init_from, cfg.model.freeze)  # safespeak.transfer
+        self.pretrained_keys = init.loaded if init is not None else ()
+        if init is not None and cfg.train.progress and d.is_main:
+            print(init.summary(), file=sys.stderr)
+        self.core.to(d.device)
         self.optimizer = torch.optim.Adam(
             self._param_groups(),
             lr=cfg.train.lr,
@@ -169,6 +175,8 @@ class _Run:
 
     def _param_groups(self) -> Any:
         t = self.cfg.train
+        if self.cfg.model.init_from:  # loaded parameters at `pretrained_lr`, new ones at `lr`
+            return param_groups(self.core, self.pretrained_keys, t.lr, t.pretrained_lr)
         if hasattr(self.core, "param_groups"):  # SSL models: backbone at its own LR (None: `lr`)
             return self.core.param_groups(t.lr, t.ssl_lr)
         return [p for p in self.core.parameters() if p.requires_grad]
