@@ -25,7 +25,7 @@ echo "==> venv: .venv (Python from $PY)"
 echo "==> torch: torch==2.13.0 unless .venv already has a torch (the longest step, a few minutes)"
 .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q "torch==2.13.0"
 echo "==> pip: safespeak (editable install) and its optional dependencies"
-.venv/bin/python -m pip install -q -e ".[ssl,tensorboard,corpus,whisper,dev]"
+.venv/bin/python -m pip install -q -e ".[ssl,tensorboard,corpus,whisper,deploy,dev]"
 
 # Bona fide recordings of the offline corpus: Debian packages fetched into the cache (not installed).
 echo "==> corpus: fetching the bona fide speech packages into the cache (apt-get download, not installed)"

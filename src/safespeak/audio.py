@@ -6,6 +6,7 @@ with soxr. Waveforms are 1-D numpy arrays of shape (T,) unless a docstring says 
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from safespeak.errors import SafespeakError
 __all__ = [
     "AudioError",
     "crop",
+    "decode_audio",
     "load_audio",
     "repeat_pad",
     "resample",
@@ -54,15 +56,29 @@ def load_audio(path: str | os.PathLike[str], sample_rate: int = SAMPLE_RATE) -> 
         raise AudioError(p, "file not found")
     if p.stat().st_size == 0:
         raise AudioError(p, "file is empty (0 bytes)")
+    return _read(str(p), p, sample_rate)
+
+
+def decode_audio(data: bytes, name: str = "<upload>", sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """`load_audio` for an encoded file held in memory (an upload); errors name `name`.
+
+    Nothing touches the disk: libsndfile reads the bytes through a file-like object.
+    """
+    if not data:
+        raise AudioError(name, "file is empty (0 bytes)")
+    return _read(io.BytesIO(data), name, sample_rate)
+
+
+def _read(src: str | io.BytesIO, name: str | os.PathLike[str], sample_rate: int) -> np.ndarray:
     try:
-        data, sr = sf.read(str(p), dtype="float32", always_2d=True)
+        data, sr = sf.read(src, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise AudioError(p, f"unreadable audio ({exc})") from exc
+        raise AudioError(name, f"unreadable audio ({exc})") from exc
     if data.shape[0] == 0:
-        raise AudioError(p, "zero-length audio (no samples)")
+        raise AudioError(name, "zero-length audio (no samples)")
     x = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if not np.isfinite(x).all():
-        raise AudioError(p, "audio contains NaN or infinite samples")
+        raise AudioError(name, "audio contains NaN or infinite samples")
     return resample(x, int(sr), sample_rate)
 
 

@@ -466,9 +466,11 @@ class ResidualBlock(nn.Module):
         _check_dims(x, 4, "(B, C, F, T)")
         # channels-last makes the small 2x3 convolutions about twice as fast on CPU (oneDNN)
         x = x.contiguous(memory_format=torch.channels_last)
-        if self._can_chunk(x):
+        # a trace (ONNX export) records plain ATen ops: the custom autograd paths have no ONNX form
+        tracing = torch.jit.is_tracing()
+        if not tracing and self._can_chunk(x):
             return self._chunked(x)
-        if x.shape[1] == 1:
+        if x.shape[1] == 1 and not tracing:
             c1, skip = self._single_channel_convs(x)
         else:
             c1 = self.conv1(x)
@@ -476,7 +478,9 @@ class ResidualBlock(nn.Module):
         # SELU in place on the fresh BN output: autograd keeps one tensor (also conv2's input), not two
         out = self.conv2(F.selu(self.bn2(c1), inplace=True))  # (B, C_out, F, T)
         out += skip
-        return max_pool_time3(out) if self.pool else out
+        if not self.pool:
+            return out
+        return F.max_pool2d(out, (1, 3)) if tracing else max_pool_time3(out)
 
     def _can_chunk(self, x: torch.Tensor) -> bool:
         bn = self.bn2
@@ -653,7 +657,10 @@ class GraphPool(nn.Module):
         """(B, N, D) -> (B, max(int(N * ratio), 1), D)."""
         _check_dims(h, 3, "(B, nodes, dim)")
         scores = torch.sigmoid(self.proj(self.drop(h)))  # (B, N, 1)
-        keep = max(int(h.shape[1] * self.ratio), 1)
+        keep: int | torch.Tensor = max(int(h.shape[1] * self.ratio), 1)
+        if torch.jit.is_tracing():  # a traced node count is a tensor: keep k a function of it (ONNX export)
+            n = torch.as_tensor(h.shape[1]).to(torch.float64)  # float64, like the Python int(N * ratio)
+            keep = torch.clamp(torch.floor(n * self.ratio), min=1).to(torch.int64)
         idx = torch.topk(scores, keep, dim=1).indices  # (B, N', 1)
         return torch.gather(h * scores, 1, idx.expand(-1, -1, h.shape[-1]))
 

@@ -84,10 +84,11 @@ class LFCCFrontEnd(nn.Module):
             raise ValueError(f"LFCC front end expects a (B, T) waveform, got shape {tuple(x.shape)}")
         if self.pre_emphasis:
             x = torch.cat([x[:, :1], x[:, 1:] - self.pre_emphasis * x[:, :-1]], dim=1)
-        spec = torch.stft(
-            x, self.n_fft, self.hop_length, self.win_length, self.window, center=True, return_complex=True
-        )  # (B, n_fft/2 + 1, N)
-        power = torch.view_as_real(spec).square().sum(-1)
+        # a trace (ONNX export) takes the real/imaginary STFT only; both give (B, n_fft/2 + 1, N, 2)
+        tracing = torch.jit.is_tracing()
+        n_fft, hop, win = self.n_fft, self.hop_length, self.win_length
+        spec = torch.stft(x, n_fft, hop, win, self.window, center=True, return_complex=not tracing)
+        power = (spec if tracing else torch.view_as_real(spec)).square().sum(-1)  # (B, n_fft/2 + 1, N)
         feats = torch.log(power.transpose(1, 2) @ self.filterbank + 1e-7)  # (B, N, n_filters)
         if self.dct is not None:
             feats = feats @ self.dct  # (B, N, n_lfcc)
@@ -103,8 +104,8 @@ class MaxFeatureMap(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 2C, ...) -> (B, C, ...)."""
-        a, b = x.chunk(2, dim=1)
-        return torch.maximum(a, b)
+        half = int(x.shape[1]) // 2  # a Python int even in a trace: ONNX export needs static channels
+        return torch.maximum(x[:, :half], x[:, half:])
 
 
 def _mfm_conv(c_in: int, c_out: int, kernel: int) -> nn.Sequential:

@@ -93,7 +93,8 @@ class LayerNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(..., D) -> (..., D); biased variance, like `F.layer_norm`."""
-        return F.layer_norm(x, (x.shape[-1],), self.gamma, self.beta, self.eps)
+        # the parameter's size, not x's: a traced x.shape[-1] is a tensor, and layer_norm needs an int
+        return F.layer_norm(x, (self.gamma.shape[0],), self.gamma, self.beta, self.eps)
 
 
 class MultiHeadSelfAttention(nn.Module):
