@@ -216,7 +216,7 @@ class WhisperEncoder(nn.Module):
         if mel.dim() != 3 or mel.shape[1] != self.conv1.in_channels:
             raise ValueError(f"expected log-mel (B, {self.conv1.in_channels}, F), got {tuple(mel.shape)}")
         x = F.gelu(self.conv1(mel.to(self.conv1.weight.dtype)))
-        x = F.gelu(self.conv2(x)).transpose(1, 2)  # (B, F', D)
+        x = F.gelu(self.conv2(x)).transpose(1, 2).contiguous()  # (B, F', D); row-major for the layers
         n = x.shape[1]
         if n > self.embed_positions.num_embeddings:
             raise ValueError(
