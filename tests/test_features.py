@@ -15,6 +15,7 @@ from safespeak.features import (
     CachedHead,
     CropPolicy,
     FeatureCache,
+    backbone_fingerprint,
     collate_padded,
     hidden_state_extractor,
     module_fingerprint,
@@ -111,6 +112,7 @@ def test_changed_fingerprint_invalidates(tmp_path: Path, model) -> None:
     cache.build(trials, hidden_state_extractor(model.ssl), progress=False)
     assert cache.is_complete([t.trial_id for t in trials])
     assert module_fingerprint(model.ssl, {**TINY.to_dict(), "pad_to_30s": True}) != fp
+    assert backbone_fingerprint(model.ssl) == fp  # the backbone's own config is what it hashes
     with torch.no_grad():
         model.ssl.encoder.layers[0].fc2.bias.add_(1.0)
     fp2 = module_fingerprint(model.ssl, TINY.to_dict())
@@ -163,3 +165,32 @@ def test_errors_name_the_problem(tmp_path: Path, model) -> None:
         CropPolicy("random", 100)
     with pytest.raises(ValueError, match=r"\(B, L, frames, C\)"):
         CachedHead(model)(torch.zeros(2, 3, 4))
+    with pytest.raises(ValueError, match="pass head_fn"):
+        CachedHead(torch.nn.Linear(2, 2))
+
+
+def test_cached_head_of_a_frozen_cm_encoder(tmp_path: Path) -> None:
+    """A non-SSL model: cache its frozen encoder's output, train the rest through `head_fn`."""
+    from safespeak.models.base import CountermeasureModel
+
+    class TwoStage(CountermeasureModel):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = torch.nn.Conv1d(1, 4, 160, stride=160)
+            self.out = torch.nn.Linear(4, 2)
+
+        def encode(self, x: torch.Tensor) -> torch.Tensor:
+            return self.encoder(x[:, None]).amax(-1)  # (B, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.out(self.encode(x))
+
+    torch.manual_seed(0)
+    trials, cm = _trials(tmp_path, 4), TwoStage().eval()
+    cache = FeatureCache(tmp_path / "e", module_fingerprint(cm.encoder), CropPolicy("first", 1600))
+    cache.build(trials, cm.encode, progress=False)
+    head = CachedHead(cm, head_fn=cm.out)
+    feats = torch.stack([cache.get(t.trial_id).float() for t in trials])  # (4, 4)
+    wav = torch.stack([torch.from_numpy(load_audio(t.path)[:1600]) for t in trials])
+    with torch.no_grad():
+        torch.testing.assert_close(head.score(feats), cm.score(wav), rtol=2e-3, atol=2e-3)

@@ -149,3 +149,15 @@ def test_ssl_model_with_whisper_backbone_restores_from_checkpoint_config() -> No
     assert not any("mel." in k for k in model.state_dict())  # derived buffers are not saved
     with pytest.raises(ValueError, match="unknown Whisper encoder config keys"):
         WhisperEncoderConfig.from_dict({"d_model": 8, "nope": 1})
+
+
+def test_semaa_head_on_whisper_features_trains() -> None:
+    from safespeak.models import build
+
+    torch.manual_seed(0)
+    model = build("ssl-semaa", backbone="whisper", backbone_config=TINY.to_dict(), freeze=True)
+    x, y = 0.1 * torch.randn(4, 8000), torch.tensor([0, 1, 0, 1])
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    assert model.ssl.encoder.conv1.weight.grad is None  # frozen front-end
+    assert float(model.head.frontend.proj.weight.grad.abs().sum()) > 0

@@ -50,6 +50,7 @@ __all__ = [
     "CachedHead",
     "CropPolicy",
     "FeatureCache",
+    "backbone_fingerprint",
     "collate_padded",
     "hidden_state_extractor",
     "module_fingerprint",
@@ -94,6 +95,13 @@ def module_fingerprint(module: nn.Module, config: dict[str, Any] | None = None) 
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+
+def backbone_fingerprint(backbone: nn.Module) -> str:
+    """`module_fingerprint` of an SSL/Whisper backbone with its architecture config (`config_dict()` or
+    `config`), so e.g. Whisper's `pad_to_30s` or a DPHuBERT's normalisation change the key too."""
+    config = backbone.config_dict() if hasattr(backbone, "config_dict") else getattr(backbone, "config", {})
+    return module_fingerprint(backbone, dict(config) if isinstance(config, dict) else {"config": config})
 
 
 def hidden_state_extractor(backbone: nn.Module) -> Extractor:
@@ -303,20 +311,35 @@ def collate_padded(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
 
 
 class CachedHead(CountermeasureModel):
-    """The head of an `SSLCountermeasure` fed with cached hidden states: (B, L, frames, C) -> (B, 2).
+    """The part of `model` after its cached front-end: cached features -> `model`'s forward output.
 
-    Shares its parameters with `model` (nothing is copied): train this view, then save or score with
-    `model` itself on raw audio.
+    Default: an `SSLCountermeasure` fed with cached hidden states (B, L, frames, C) through its
+    `head_logits`. Other models (e.g. a CM whose frozen encoder was cached) pass `head_fn`, the function
+    from the cached batch to the model's output. Shares its parameters with `model` (nothing is copied):
+    train this view, then save or score with `model` itself on raw audio. `bonafide_score` and `logits2`
+    are `model`'s.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(
+        self, model: nn.Module, head_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> None:
         super().__init__()
-        self.model = model
+        if head_fn is None and not hasattr(model, "head_logits"):
+            raise ValueError(f"{type(model).__name__} has no head_logits: pass head_fn")
+        self.model, self.head_fn = model, head_fn
         self.input_length = int(getattr(model, "input_length", self.input_length))
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        if self.head_fn is not None:
+            return self.head_fn(feats)
         if feats.dim() != 4:
             raise ValueError(
                 f"expected cached hidden states (B, L, frames, C), got shape {tuple(feats.shape)}"
             )
         return self.model.head_logits(list(feats.unbind(1)))
+
+    def bonafide_score(self, out: torch.Tensor) -> torch.Tensor:
+        return self.model.bonafide_score(out)
+
+    def logits2(self, out: torch.Tensor) -> torch.Tensor:
+        return self.model.logits2(out)
