@@ -79,7 +79,9 @@ def test_second_epoch_hits_the_cache_and_trains_only_the_head(tmp_path: Path, mo
     )
     extract = Counting(model.ssl)
     head = CachedHead(model)
-    opt = torch.optim.Adam([p for p in head.parameters() if p.requires_grad], lr=1e-3)
+    groups = head.param_groups(1e-3)
+    assert [g["name"] for g in groups] == ["head"]  # the frozen front-end has no trainable group
+    opt = torch.optim.Adam(groups)
     frozen_before = {k: v.clone() for k, v in model.ssl.state_dict().items()}
     for _epoch in range(2):
         cache.build(trials, extract, batch_size=4, progress=False)

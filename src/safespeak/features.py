@@ -24,7 +24,13 @@ applied to cached features; a cached run trains without it.
 Training and scoring use the cache through `CachedFeatureDataset` (items shaped like `TrialDataset`'s,
 with the features under `audio`) and `CachedHead`, a view of an `SSLCountermeasure` whose forward takes
 the cached (B, L, frames, C) features: an epoch then costs only the head, and the wrapped model (front-
-end included) is what gets saved and scores raw audio afterwards.
+end included) is what gets saved and scores raw audio afterwards. Sketch (frozen Whisper tiny.en + MHFA):
+
+    model = build("ssl-mhfa", backbone="whisper", freeze=True)       # bundled tiny.en
+    cache = FeatureCache(root, backbone_fingerprint(model.ssl), CropPolicy("first", 64_000))
+    cache.build(train_trials + dev_trials, hidden_state_extractor(model.ssl))  # once; resumable
+    loader = DataLoader(CachedFeatureDataset(cache, train_trials), batch_size=32, shuffle=True)
+    head = CachedHead(model)             # train `head` on batch["audio"]; save `model`
 """
 
 from __future__ import annotations
@@ -340,6 +346,12 @@ class CachedHead(CountermeasureModel):
 
     def bonafide_score(self, out: torch.Tensor) -> torch.Tensor:
         return self.model.bonafide_score(out)
+
+    def param_groups(self, lr: float, ssl_lr: float | None = None) -> list[dict[str, Any]]:
+        """`model.param_groups` when it has one (SSL models), else one group of trainable parameters."""
+        if hasattr(self.model, "param_groups"):
+            return self.model.param_groups(lr, ssl_lr)
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr, "name": "head"}]
 
     def logits2(self, out: torch.Tensor) -> torch.Tensor:
         return self.model.logits2(out)
