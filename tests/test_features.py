@@ -196,3 +196,27 @@ def test_cached_head_of_a_frozen_cm_encoder(tmp_path: Path) -> None:
     wav = torch.stack([torch.from_numpy(load_audio(t.path)[:1600]) for t in trials])
     with torch.no_grad():
         torch.testing.assert_close(head.score(feats), cm.score(wav), rtol=2e-3, atol=2e-3)
+
+
+def test_recompute_from_fine_tunes_the_last_layer_on_cached_states(tmp_path: Path) -> None:
+    from safespeak.models import build
+
+    torch.manual_seed(0)
+    model = build("ssl-mhfa", backbone="whisper", backbone_config=TINY.to_dict())
+    model.ssl.requires_grad_(False)
+    model.ssl.encoder.layers[1].requires_grad_(True)  # fine-tune the last of 2 layers
+    trials = _trials(tmp_path, 4)
+    cache = FeatureCache(tmp_path / "f", backbone_fingerprint(model.ssl), CropPolicy("first", 3200))
+    cache.build(trials, hidden_state_extractor(model.ssl.eval()), progress=False)
+    head = CachedHead(model, recompute_from=1)
+    batch = next(iter(DataLoader(CachedFeatureDataset(cache, trials), batch_size=4)))
+    loss = torch.nn.functional.cross_entropy(head.train()(batch["audio"]), batch["label"])
+    loss.backward()
+    assert float(model.ssl.encoder.layers[1].fc1.weight.grad.abs().sum()) > 0
+    torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5).step()
+    # the cached states up to layer 1's input stay valid: the view still equals the full model
+    wav = torch.stack([torch.from_numpy(CropPolicy("first", 3200).apply(load_audio(t.path))) for t in trials])
+    with torch.no_grad():
+        torch.testing.assert_close(head.eval()(batch["audio"]), model.eval()(wav), rtol=1e-2, atol=1e-2)
+    with pytest.raises(ValueError, match=r"start in 0 \.\. 1"):
+        CachedHead(model, recompute_from=2)(batch["audio"])

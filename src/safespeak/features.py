@@ -320,19 +320,27 @@ class CachedHead(CountermeasureModel):
     """The part of `model` after its cached front-end: cached features -> `model`'s forward output.
 
     Default: an `SSLCountermeasure` fed with cached hidden states (B, L, frames, C) through its
-    `head_logits`. Other models (e.g. a CM whose frozen encoder was cached) pass `head_fn`, the function
-    from the cached batch to the model's output. Shares its parameters with `model` (nothing is copied):
-    train this view, then save or score with `model` itself on raw audio. `bonafide_score` and `logits2`
-    are `model`'s.
+    `head_logits`. `recompute_from=k` (Whisper backbones) reruns encoder layers k.. from cached state k,
+    so the last layers can be fine-tuned at the cost of those layers only (keep the `FeatureCache` made
+    from the weights before training: its fingerprint covers the whole backbone). Other models (e.g. a
+    CM whose frozen encoder was cached) pass `head_fn`, the function from the cached batch to the model's
+    output. Shares its parameters with `model` (nothing is copied): train this view, then save or score
+    with `model` itself on raw audio. `bonafide_score` and `logits2` are `model`'s.
     """
 
     def __init__(
-        self, model: nn.Module, head_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self,
+        model: nn.Module,
+        head_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        *,
+        recompute_from: int | None = None,
     ) -> None:
         super().__init__()
         if head_fn is None and not hasattr(model, "head_logits"):
             raise ValueError(f"{type(model).__name__} has no head_logits: pass head_fn")
-        self.model, self.head_fn = model, head_fn
+        if recompute_from is not None and not hasattr(getattr(model, "ssl", None), "resume_features"):
+            raise ValueError("recompute_from needs a backbone with resume_features (Whisper)")
+        self.model, self.head_fn, self.recompute_from = model, head_fn, recompute_from
         self.input_length = int(getattr(model, "input_length", self.input_length))
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
@@ -342,7 +350,10 @@ class CachedHead(CountermeasureModel):
             raise ValueError(
                 f"expected cached hidden states (B, L, frames, C), got shape {tuple(feats.shape)}"
             )
-        return self.model.head_logits(list(feats.unbind(1)))
+        hidden = list(feats.unbind(1))
+        if self.recompute_from is not None:  # fine-tune the last layers: rerun them from a cached state
+            hidden = self.model.ssl.resume_features(hidden, self.recompute_from)
+        return self.model.head_logits(hidden)
 
     def bonafide_score(self, out: torch.Tensor) -> torch.Tensor:
         return self.model.bonafide_score(out)

@@ -224,8 +224,15 @@ class WhisperEncoder(nn.Module):
                 f"input longer than {self.embed_positions.num_embeddings * 2 * HOP / SAMPLE_RATE:.0f} s"
             )
         x = x + self.embed_positions.weight[:n].to(x.dtype)
-        hidden = [x]
-        for i, layer in enumerate(self.layers):
+        return [x, *self.run_layers(x, 0)]
+
+    def run_layers(self, x: torch.Tensor, start: int) -> list[torch.Tensor]:
+        """Input of layer `start` (B, N, D) -> outputs of layers start .. L-1 (the last after final LN)."""
+        if not 0 <= start <= len(self.layers):
+            raise ValueError(f"start layer {start} outside 0 .. {len(self.layers)}")
+        hidden = []
+        for i in range(start, len(self.layers)):
+            layer = self.layers[i]
             if self.training and i > 0 and self.layer_drop > 0 and float(torch.rand(())) < self.layer_drop:
                 hidden.append(x)  # a skipped layer repeats the previous state, as in HFBackbone
                 continue
@@ -234,7 +241,8 @@ class WhisperEncoder(nn.Module):
             else:
                 x = layer(x)
             hidden.append(x)
-        hidden[-1] = self.layer_norm(hidden[-1])
+        if hidden:
+            hidden[-1] = self.layer_norm(hidden[-1])
         return hidden
 
 
@@ -273,6 +281,19 @@ class WhisperBackbone(nn.Module):
     def output_lengths(lengths: torch.Tensor) -> torch.Tensor:
         """Waveform lengths (B,) -> encoder frame counts (B,): T // 160 mel frames, halved by conv2."""
         return (torch.div(lengths, HOP, rounding_mode="floor") + 1) // 2
+
+    def resume_features(self, hidden: list[torch.Tensor], start: int) -> list[torch.Tensor]:
+        """Recompute hidden states `start + 1 ..` from (e.g. cached) state `start`; the first ones are kept.
+
+        For fine-tuning the last layers on cached features: layers `start ..` run (and train), the conv
+        stem and earlier layers do not. `start` < number of layers (the last state is post-LayerNorm).
+        """
+        if len(hidden) != self.num_hidden_states or not 0 <= start < self.config.layers:
+            raise ValueError(
+                f"expected {self.num_hidden_states} hidden states, start in 0 .. {self.config.layers - 1}; "
+                f"got {len(hidden)} and {start}"
+            )
+        return [*hidden[: start + 1], *self.encoder.run_layers(hidden[start], start)]
 
     def extract_features(
         self, x: torch.Tensor, lengths: torch.Tensor | None = None
