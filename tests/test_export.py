@@ -120,3 +120,21 @@ def test_unsupported_operator_is_named(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match=r"_Bessel: cannot export to ONNX: operator aten::i0 has no ONNX"):
         export_onnx(_Bessel(), tmp_path / "x.onnx")
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_export_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from safespeak.cli import main
+
+    torch.manual_seed(0)
+    model = build("lcnn", **CASES["lcnn"]).eval()
+    save_checkpoint(tmp_path / "ck", model, arch="lcnn", model_config=CASES["lcnn"])
+    assert main(["export", "--checkpoint", str(tmp_path / "ck"), "--output", str(tmp_path / "o.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert f"exported lcnn -> {tmp_path / 'o.onnx'} (window 8000 samples" in out and "max |diff|" in out
+    assert _parity(model, tmp_path / "o.onnx", 8_000, [(2, 9_000)]) <= 1e-4
+    (tmp_path / "bad.json").write_text("{not json")
+    bad = ["export", "--checkpoint", str(tmp_path / "bad.json"), "--output", str(tmp_path / "x.onnx")]
+    assert main(bad) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("safespeak: error: ") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.onnx").exists()

@@ -19,4 +19,6 @@ COMMANDS: tuple[str, ...] = (
     "models",
     "corpus",
     "demo",
+    "export",
+    "serve",
 )
