@@ -155,7 +155,7 @@ def test_overrides_are_parsed_for_the_field_type(tmp_path: Path) -> None:
         ("train.epochs=2.5", r"train.epochs: expected int, got '2.5'"),
         ("trian.lr=1", r"trian: unknown key; did you mean 'train'"),
         ("train.lr.x=1", r"train.lr is not a section"),
-        ("train.lr", r"expected key.sub=value"),
+        ("train.lr", r"expected KEY=VALUE"),
         ("train.epochs=0", r"train.epochs: must be > 0"),
     ],
 )

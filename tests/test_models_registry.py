@@ -10,10 +10,10 @@ import torch
 from safetensors.torch import save_file
 
 from conftest import require_shared
-from safespeak.checkpoint import load_checkpoint, read_meta
+from safespeak.checkpoint import CheckpointError, load_checkpoint, read_meta
 from safespeak.cli import main
 from safespeak.models import build, from_reference, list_models, model_info, register
-from safespeak.models.registry import map_reference_keys, parse_overrides, read_reference_state
+from safespeak.models.registry import map_reference_keys, read_reference_state
 
 OURS = ("aasist", "aasist-l", "semaa", "ssl-aasist-head", "ssl-semaa-head")
 
@@ -56,7 +56,7 @@ def test_pth_wrappers_and_bad_files(tmp_path: Path) -> None:
     assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
     with pytest.raises(ValueError, match=r"wrapped\.pth.*not a 'aasist'.*(missing|shape)"):
         from_reference("aasist", wrapped)
-    with pytest.raises(FileNotFoundError, match=r"nothere\.pth"):
+    with pytest.raises(CheckpointError, match=r"nothere\.pth: reference checkpoint not found"):
         read_reference_state(tmp_path / "nothere.pth")
     (tmp_path / "w.npz").write_bytes(b"x")
     with pytest.raises(ValueError, match=r"w\.npz.*unknown checkpoint type"):
@@ -101,17 +101,24 @@ def test_convert_with_overrides(tmp_path: Path, capsys: pytest.CaptureFixture[st
     capsys.readouterr()
     assert main(args) == 2  # default in_dim 1024 does not fit these weights: one line, no traceback
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "ref.safetensors: not a 'ssl-semaa-head'" in err and "shape mismatch" in err
+    assert err.count("\n") == 1 and "shape mismatch" in err
+    assert "ref.safetensors: not a 'ssl-semaa-head'" in err
 
 
-def test_parse_overrides() -> None:
-    assert parse_overrides(["in_dim=768", "gat_dims=[16, 8]", "first_conv = 64"]) == {
+def test_set_values_follow_yaml_1_2() -> None:
+    from safespeak.config import ConfigError, parse_set
+
+    # the one --set reader (train, demo, convert): 1e-4 is a float, yes/on stay strings, empty is null
+    assert parse_set(["in_dim=768", "gat_dims=[16, 8]", "first_conv = 64", "lr=1e-4", "tag=yes", "x="]) == {
         "in_dim": 768,
         "gat_dims": [16, 8],
         "first_conv": 64,
+        "lr": 1e-4,
+        "tag": "yes",
+        "x": None,
     }
-    with pytest.raises(ValueError, match="KEY=VALUE"):
-        parse_overrides(["in_dim"])
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_set(["in_dim"])
 
 
 def test_models_command_lists_counts(capsys: pytest.CaptureFixture[str]) -> None:

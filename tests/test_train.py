@@ -54,7 +54,10 @@ def test_tiny_recipe_trains_two_epochs_and_computes_dev_eer(tmp_path: Path) -> N
     model, meta = load_checkpoint(tmp_path / "run" / "model")
     assert meta["arch"] == "aasist-l" and meta["model_config"]["gat_dims"] == [16, 8]
     assert meta["epoch"] == res.best_epoch and meta["dev_metrics"]["eer"] == pytest.approx(res.best_dev_eer)
-    assert meta["input_length"] == 8000 and meta["training_config"]["train"]["lr"] == 1e-3
+    assert meta.train_window == 8000 and meta["training_config"]["train"]["lr"] == 1e-3
+    # the dev-EER threshold of the best epoch is what `detect` labels with (no calibration yet)
+    best = next(r for r in res.history if r["epoch"] == res.best_epoch)
+    assert meta.threshold == pytest.approx(best["dev_eer_threshold"]) and meta.calibration is None
     splits = [
         load_split(str(toy.protocols[s]), toy.format, audio_dir=str(toy.audio_dirs[s]))
         for s in ("train", "dev")

@@ -39,6 +39,7 @@ __all__ = [
     "dump_config",
     "load_config",
     "parse_override",
+    "parse_set",
 ]
 
 try:  # the augmentation helper's config; an empty section keeps recipes loadable without it
@@ -100,6 +101,9 @@ class DataConfig:
     train: SplitConfig = field(default_factory=SplitConfig)
     dev: SplitConfig = field(default_factory=SplitConfig)
     crop_samples: int = 64_600
+    # dev EER: "full" scores whole dev files in windows as `safespeak score` does (the window follows
+    # crop_samples, see safespeak.score.scoring_window); "first" scores the first dev_crop_samples only
+    dev_scoring: Literal["full", "first"] = "full"
     dev_crop_samples: int = 64_600
     batch_size: int = 24
     dev_batch_size: int = 64
@@ -170,7 +174,8 @@ class ExperimentConfig:
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 floats (`1e-4`, `5E3`) instead of PyYAML's YAML 1.1 rule."""
+    """SafeLoader with YAML 1.2 floats (`1e-4`, `5E3`) and booleans (only true/false; `yes`, `on` stay
+    strings) instead of PyYAML's YAML 1.1 rules."""
 
 
 _FLOAT_RE = re.compile(
@@ -184,9 +189,14 @@ _FLOAT_RE = re.compile(
 _Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 for _ch in list(_Loader.yaml_implicit_resolvers):
     _Loader.yaml_implicit_resolvers[_ch] = [
-        (tag, rx) for tag, rx in _Loader.yaml_implicit_resolvers[_ch] if tag != "tag:yaml.org,2002:float"
+        (tag, rx)
+        for tag, rx in _Loader.yaml_implicit_resolvers[_ch]
+        if tag not in {"tag:yaml.org,2002:float", "tag:yaml.org,2002:bool"}
     ]
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_RE, list("-+0123456789."))
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 Lines = dict[tuple[str, ...], int]
 
@@ -357,8 +367,25 @@ def parse_override(item: str) -> tuple[tuple[str, ...], str]:
     """Split `key.sub=value` into (("key", "sub"), "value")."""
     key, sep, value = item.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"--set {item!r}: expected key.sub=value")
-    return tuple(key.strip().split(".")), value
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE (e.g. train.lr=1e-4)")
+    return tuple(k.strip() for k in key.strip().split(".")), value
+
+
+def parse_set(items: typing.Sequence[str]) -> dict[str, Any]:
+    """`--set KEY=VALUE` items -> {KEY: value}, VALUE read by the config's YAML 1.2 rules.
+
+    The one `--set` reader (config overrides use it for untyped values too): `1e-4` is a float, `[16, 8]`
+    a list, `null` or nothing None, `yes` stays a string.
+
+    >>> parse_set(["lr=1e-4", "gat_dims=[16, 8]", "name = yes"])
+    {'lr': 0.0001, 'gat_dims': [16, 8], 'name': 'yes'}
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        path, text = parse_override(item)
+        value, _ = _read_yaml(text, f"--set {item}") if text.strip() else (None, {})
+        out[".".join(path)] = value
+    return out
 
 
 def _apply_overrides(raw: dict[str, Any], overrides: typing.Sequence[str]) -> dict[str, Any]:

@@ -112,36 +112,25 @@ def run_demo(
         "total": round(time.perf_counter() - t0, 1),
     }
     metrics["corpus_reused"] = corpus.reused
-    metrics["n_failed_files"] = card["n_failed"]
+    metrics["n_failed_files"] = card.n_failed
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     _log(progress, _summary(metrics, out))
     return metrics
 
 
 def _score_eval(ckpt: Path, protocol: Path, audio_dir: Path, out: Path, cfg: Any, progress: bool):
-    from safespeak.checkpoint import load_checkpoint
-    from safespeak.score import ScoreOptions, collect_inputs, evaluation_card, score_items, write_scores_csv
+    """`safespeak score` on the eval split (the window follows the checkpoint's training crop)."""
+    from safespeak.score import EvaluationCard, ScoreOptions, score_to_files
+    from safespeak.scorefiles import read_scores
 
-    model, meta = load_checkpoint(ckpt)
-    opts = ScoreOptions(crop="full", window=cfg.data.crop_samples, batch_size=cfg.data.dev_batch_size)
-    items = collect_inputs(protocol, protocol_format=FORMAT, audio_dir=audio_dir)
-    res = score_items(model, items, opts, progress=progress)
-    if res.errors:
-        raise RuntimeError(f"{len(res.errors)} eval files could not be scored, e.g. {res.errors[:3]}")
-    write_scores_csv(out / "scores.csv", res.scores)
-    card = evaluation_card(
-        ckpt,
-        meta,
-        opts,
-        opts.window or 0,
-        res,
-        source=str(protocol),
-        protocol_format=FORMAT,
-        subset="all",
-        n_inputs=len(items),
-    )
-    (out / "scores.card.json").write_text(json.dumps(card, indent=2) + "\n")
-    return res.scores, card
+    opts = ScoreOptions(crop="full", batch_size=cfg.data.dev_batch_size)
+    run = score_to_files(
+        ckpt, protocol, out / "scores.csv", options=opts, protocol_format=FORMAT, audio_dir=audio_dir,
+        progress=progress,
+    )  # fmt: skip
+    if run.errors:
+        raise RuntimeError(f"{len(run.errors)} eval files could not be scored, e.g. {list(run.errors[:3])}")
+    return read_scores(run.output), EvaluationCard.from_json(run.card.read_text(), run.card)
 
 
 def _evaluate_and_report(
@@ -162,14 +151,14 @@ def _evaluate_and_report(
     bona = np.array([s for i, s in scores.items() if eval_attacks[i] == "-"])
     spoof = np.array([s for i, s in scores.items() if eval_attacks[i] != "-"])
     metrics = {
-        "eer": ev["eer"],
-        "eer_threshold": ev["eer_threshold"],
+        "eer": ev.eer,
+        "eer_threshold": ev.eer_threshold,
         "eer_unseen_attacks": _unseen_eer(scores, eval_attacks, seen),
-        "per_attack": ev["per_attack"],
+        "per_attack": ev.per_attack,
         "seen_attacks": sorted(seen),
         "unseen_attacks": sorted(set(eval_attacks.values()) - seen - {"-"}),
-        "n_bonafide": ev["n_bonafide"],
-        "n_spoof": ev["n_spoof"],
+        "n_bonafide": ev.n_bonafide,
+        "n_spoof": ev.n_spoof,
         "arch": cfg.model.arch,
         "crop_samples": cfg.data.crop_samples,
         "best_epoch": result.best_epoch,
@@ -179,10 +168,10 @@ def _evaluate_and_report(
     images = {
         "DET curve (eval, pooled)": report.plot_det(bona, spoof, out / "det.png"),
         "Score histograms per class": report.plot_histograms(
-            bona, spoof, out / "scores_hist.png", threshold=ev["eer_threshold"]
+            bona, spoof, out / "scores_hist.png", threshold=ev.eer_threshold
         ),
         "EER per attack": report.plot_per_attack(
-            ev["per_attack"], out / "per_attack_eer.png", seen=sorted(seen)
+            ev.per_attack, out / "per_attack_eer.png", seen=sorted(seen)
         ),
     }
     if result.history:

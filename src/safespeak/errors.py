@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["SafespeakError", "UsageError"]
+__all__ = ["CheckpointError", "SafespeakError", "UsageError"]
 
 
 class SafespeakError(ValueError):
@@ -35,3 +35,7 @@ class SafespeakError(ValueError):
 
 class UsageError(SafespeakError):
     """Arguments that do not fit together (the command line, or a library call's options)."""
+
+
+class CheckpointError(SafespeakError):
+    """A checkpoint that cannot be used (missing, truncated, garbage, wrong architecture, pickled code)."""

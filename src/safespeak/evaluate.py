@@ -23,14 +23,18 @@ or a lower min t-DCF on negated scores, as the official 2021 LA script checks) a
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import sys
+import types
 from collections.abc import Collection, Sequence
-from dataclasses import asdict
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
+from safespeak.errors import SafespeakError
 from safespeak.protocols import ProtocolError, Trial, read_protocol
 from safespeak.scorefiles import (
     ScoreFileError,
@@ -42,7 +46,95 @@ from safespeak.scorefiles import (
     read_scores,
 )
 
-__all__ = ["ScoreFileError", "evaluate", "format_table", "read_scores", "result_json"]
+__all__ = ["EvaluationResult", "ScoreFileError", "evaluate", "format_table", "read_scores", "result_json"]
+
+EVALUATION_RESULT_FORMAT = "safespeak-evaluation"
+EVALUATION_RESULT_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """What `evaluate` computed; None marks a metric the format does not give (see the module docstring).
+
+    EERs are fractions. `result[key]` / `key in result` / `result.get(key)` read the fields that are set,
+    as the plain dict of earlier versions did; `to_dict` gives that dict, `to_json`/`from_json` the file.
+    """
+
+    protocol_format: str
+    subset: str
+    scores_format: str
+    n_bonafide: int
+    n_spoof: int
+    eer: float | None = None
+    eer_threshold: float | None = None
+    eer_ci: list[float] | None = None
+    min_tdcf: float | None = None
+    tdcf: str | None = None
+    asv_error_rates: dict[str, float] | None = None
+    min_dcf: float | None = None
+    act_dcf: float | None = None
+    cllr: float | None = None
+    a_dcf: float | None = None
+    t_eer: float | None = None
+    n_target: int | None = None
+    n_nontarget: int | None = None
+    per_attack: dict[str, float | None] | None = None
+    per_attack_min_tdcf: dict[str, float | None] | None = None
+    per_condition: dict[str, dict[str, float | None]] | None = None
+    per_condition_min_tdcf: dict[str, dict[str, float | None]] | None = None
+    warnings: list[str] = field(default_factory=list)
+    schema_version: int = EVALUATION_RESULT_SCHEMA
+
+    def __getitem__(self, key: str) -> Any:
+        value = getattr(self, key, None) if key in _RESULT_FIELDS else None
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key in _RESULT_FIELDS and getattr(self, key) is not None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The field's value, or `default` when it is not set."""
+        return self[key] if key in self else default
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields that are set, as a plain dict (no schema_version)."""
+        return {f: getattr(self, f) for f in _RESULT_FIELDS if f != "schema_version" and f in self}
+
+    def to_json(self) -> str:
+        """JSON with a `format` tag; non-finite numbers become null."""
+        doc = {"format": EVALUATION_RESULT_FORMAT, "schema_version": self.schema_version, **self.to_dict()}
+        return json.dumps(_json_safe(doc), indent=2, allow_nan=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any], source: str | os.PathLike[str] = "<dict>") -> EvaluationResult:
+        """Build from `to_dict`'s layout; unknown or missing fields raise `SafespeakError` naming them."""
+        unknown = sorted(set(doc) - set(_RESULT_FIELDS))
+        missing = [f.name for f in fields(cls) if f.default is MISSING and f.name not in doc]
+        if unknown or missing:
+            what = "; ".join(
+                f"{k} field(s) {', '.join(v)}" for k, v in (("unknown", unknown), ("missing", missing)) if v
+            )
+            raise SafespeakError(what, path=source)
+        return cls(**doc)
+
+    @classmethod
+    def from_json(cls, text: str, source: str | os.PathLike[str] = "<json>") -> EvaluationResult:
+        """Parse `to_json`'s output; a foreign or newer file raises `SafespeakError` naming the field."""
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SafespeakError(f"not valid JSON ({exc.msg})", path=source, line=exc.lineno) from None
+        if not isinstance(doc, dict) or doc.pop("format", None) != EVALUATION_RESULT_FORMAT:
+            raise SafespeakError("not a safespeak evaluation result (field 'format')", path=source)
+        if doc.get("schema_version") != EVALUATION_RESULT_SCHEMA:
+            raise SafespeakError(f"unsupported schema_version {doc.get('schema_version')!r}", path=source)
+        return cls.from_dict(doc, source)
+
+
+_RESULT_FIELDS = tuple(f.name for f in fields(EvaluationResult))
+
 
 # Fields broken down per value with both classes restricted to it (the 2021 "codec" factor type).
 _BOTH_CLASS_FIELDS = ("codec", "transmission", "source")
@@ -50,6 +142,7 @@ _BOTH_CLASS_FIELDS = ("codec", "transmission", "source")
 # like attacks (the 2021 eval-package's "spoof" factor type).
 _SPOOF_ONLY_FIELDS = ("vocoder",)
 _ASVSPOOF5_T1 = ("asvspoof5", "asvspoof5-keys", "asvspoof5-protocol")
+_POOLED_FORMATS = ("asvspoof2021-la", "asvspoof2021-df")
 # Keys the generic CSV protocol does not break down (ids / bookkeeping, not conditions).
 _NOT_CONDITIONS = ("subset", "trim", "asv_label", "filename", "codec_seed", "codec_q")
 
@@ -103,8 +196,8 @@ def _join(trials: list[Trial], table: ScoreTable, protocol: str, others: Collect
         bad = [t.trial_id for t, k in zip(trials, keys, strict=True) if (k == "bonafide") != (t.label == 1)]
         if bad:
             raise ScoreFileError(
-                f"{table.path}: the key column disagrees with {protocol} for {len(bad)} trials "
-                f"(e.g. {bad[:5]})"
+                f"the key column disagrees with {protocol} for {len(bad)} trials (e.g. {bad[:5]})",
+                path=table.path,
             )
     return _Set(trials, table.scores[idx], {k: np.asarray(v)[idx] for k, v in table.extra.items()})
 
@@ -125,6 +218,9 @@ def _breakdowns(s: _Set, fmt: str) -> dict[str, Any]:
             per[f] = {v: _eer(s.bona(), s.spoof(col == v)) for v in sorted(set(col[s.spoof_mask].tolist()))}
         else:
             per[f] = {v: _eer(s.bona(col == v), s.spoof(col == v)) for v in s.values(f)}
+    if per and fmt in _POOLED_FORMATS:  # the 2021 eval-package tables end with a Pooled entry
+        pooled = _eer(s.bona(), s.spoof())
+        per = {f: {**cells, "Pooled": pooled} for f, cells in per.items()}
     if per:
         out["per_condition"] = per
     return out
@@ -189,7 +285,7 @@ def _tdcf_2021(
     tar, non, spf = asv.split()
     if tar.size == 0 or non.size == 0:
         raise ScoreFileError(
-            f"{asv_scores}: no ASV target/nontarget trials in subset {subset!r} of {asv_protocol}"
+            f"no ASV target/nontarget trials in subset {subset!r} of {asv_protocol}", path=asv_scores
         )
     rates = asv_error_rates(tar, non, spf)
     c012 = _c012(tar, non, spf)
@@ -201,12 +297,11 @@ def _tdcf_2021(
         for a in s.attacks()
     }
     codec = s.cond["codec"]
-    out["per_condition_min_tdcf"] = {
-        "codec": {
-            v: _cell_tdcf(s.bona(codec == v), s.spoof(codec == v), _c012(*asv.split(asv.codec == v)))
-            for v in s.values("codec")
-        }
+    per_codec = {
+        v: _cell_tdcf(s.bona(codec == v), s.spoof(codec == v), _c012(*asv.split(asv.codec == v)))
+        for v in s.values("codec")
     }
+    out["per_condition_min_tdcf"] = {"codec": {**per_codec, "Pooled": _nan_to_none(out["min_tdcf"])}}
     return out, min_tdcf_2021(-s.bona(), -s.spoof(), c012=c012)
 
 
@@ -287,11 +382,11 @@ def evaluate(
     asv_protocol: str | os.PathLike[str] | None = None,
     scores_format: str = "auto",
     bootstrap: int = 0,
-) -> dict[str, Any]:
+) -> EvaluationResult:
     """Metrics of a score file against a protocol (see the module docstring for what each format gives).
 
     Trials are joined by id; a trial without a score, a score without a trial or a duplicate id raises
-    `ScoreFileError`. Returns a JSON-ready dict (values not computable are None; EERs are fractions).
+    `ScoreFileError`. Values not computable in a breakdown are None; EERs are fractions.
     """
     _check_asv_args(protocol_format, asv_scores, asv_protocol)
     trials = read_protocol(protocol_path, protocol_format, subset=subset)
@@ -300,8 +395,9 @@ def evaluate(
     table = read_score_table(scores_path, scores_format)
     if (protocol_format == "asvspoof5-sasv") != (table.fmt == "asvspoof5-sasv"):
         raise ScoreFileError(
-            f"{scores_path}: {table.fmt} scores do not fit protocol format {protocol_format} "
-            "(Track 2 keys go with Track 2 SASV scores)"
+            f"{table.fmt} scores do not fit protocol format {protocol_format} "
+            "(Track 2 keys go with Track 2 SASV scores)",
+            path=scores_path,
         )
     # Scores of the other 2021 subsets may be present (a full submission); ids in no subset may not.
     others = set() if subset == "all" else {t.trial_id for t in read_protocol(protocol_path, protocol_format)}
@@ -322,7 +418,7 @@ def evaluate(
 
         result["eer_ci"] = list(bootstrap_eer_ci(s.bona(), s.spoof(), n_boot=bootstrap))
     _polarity(result, s.scores, negated)
-    return result
+    return EvaluationResult.from_dict(result)
 
 
 _PERCENT = ("eer", "t_eer")
@@ -338,7 +434,7 @@ def _fmt(key: str, value: float | None) -> str:
     return f"{100 * value:.4f} %" if key in _PERCENT else f"{value:.6f}"
 
 
-def format_table(result: dict[str, Any]) -> str:
+def format_table(result: EvaluationResult) -> str:
     """Plain-text report of an `evaluate` result (EERs in percent)."""
     lines = [
         f"{result['protocol_format']} (subset {result['subset']}): "
@@ -367,11 +463,24 @@ def format_table(result: dict[str, Any]) -> str:
 def _json_safe(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_json_safe(v) for v in obj]
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
 
 
-def result_json(result: dict[str, Any]) -> dict[str, Any]:
-    """`result` with non-finite floats as None, ready for `json.dumps(..., allow_nan=False)`."""
-    return _json_safe(result)
+def result_json(result: EvaluationResult) -> dict[str, Any]:
+    """`result` as a dict with non-finite floats as None, ready for `json.dumps(..., allow_nan=False)`."""
+    return _json_safe(result.to_dict())
+
+
+class _CallableModule(types.ModuleType):
+    """`safespeak.evaluate` is both this module and the public function: importing the module rebinds
+    the package attribute to the module, so calling the module calls `evaluate`."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> EvaluationResult:
+        return evaluate(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from safespeak.audiofiles import AUDIO_SUFFIXES, audio_files, unique_ids
 from safespeak.errors import SafespeakError
 
 BONAFIDE = 1
@@ -48,7 +49,6 @@ __all__ = [
 ]
 
 SUBSETS = ("all", "eval", "progress", "hidden")
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aiff", ".aif")
 _KEYS = {"bonafide": BONAFIDE, "spoof": SPOOF}
 
 
@@ -90,7 +90,8 @@ def check_unique_ids(trials: Sequence[Trial], source: str | os.PathLike[str]) ->
         return
     dups = [i for i, n in counts.items() if n > 1]
     raise ProtocolError(
-        f"{source}: {len(dups)} duplicate trial ids ({len(trials) - len(counts)} extra rows), e.g. {dups[:5]}"
+        f"{len(dups)} duplicate trial ids ({len(trials) - len(counts)} extra rows), e.g. {dups[:5]}",
+        path=source,
     )
 
 
@@ -103,12 +104,12 @@ def _lines(path: Path) -> Iterator[tuple[int, list[str]]]:
                 if parts:
                     yield n, parts
     except UnicodeDecodeError as exc:
-        raise ProtocolError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
+        raise ProtocolError(f"not a UTF-8 text file ({exc.reason})", path=path) from None
 
 
 def _fail(path: Path, n: int, what: str, parts: Sequence[str] | None = None) -> ProtocolError:
     shown = f": {' '.join(parts)[:200]!r}" if parts is not None else ""
-    return ProtocolError(f"{path}:{n}: {what}{shown}")
+    return ProtocolError(f"{what}{shown}", path=path, line=n)
 
 
 def _key(path: Path, n: int, value: str, parts: Sequence[str]) -> int:
@@ -147,7 +148,7 @@ def _read_2021(
     path: Path, subset: str, audio_dir: Path | None, ext: str, columns: tuple[str, ...], total: int
 ) -> list[Trial]:
     if subset not in SUBSETS:
-        raise ProtocolError(f"{path}: unknown subset {subset!r}; choose one of {', '.join(SUBSETS)}")
+        raise ProtocolError(f"unknown subset {subset!r}; choose one of {', '.join(SUBSETS)}", path=path)
     layout = " ".join(columns) + " -" * (total - len(columns))
     trials = []
     for n, parts in _lines(path):
@@ -231,7 +232,7 @@ def _trial(
 
 def _no_subset(path: Path, subset: str, fmt: str) -> None:
     if subset != "all":
-        raise ProtocolError(f"{path}: format {fmt} has no subsets (got subset={subset!r}); use 'all'")
+        raise ProtocolError(f"format {fmt} has no subsets (got subset={subset!r}); use 'all'", path=path)
 
 
 def _csv_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
@@ -248,7 +249,7 @@ def _csv_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
                     raise _fail(path, reader.line_num, f"expected {len(header)} fields, got {len(row)}", row)
                 out.append((reader.line_num, {h: c.strip() for h, c in zip(header, row, strict=True)}))
     except UnicodeDecodeError as exc:
-        raise ProtocolError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
+        raise ProtocolError(f"not a UTF-8 text file ({exc.reason})", path=path) from None
     return header, out
 
 
@@ -260,7 +261,9 @@ def _read_in_the_wild(path: Path, subset: str, audio_dir: Path | None, ext: str)
     _no_subset(path, subset, "in-the-wild")
     header, rows = _csv_rows(path)
     if header[:3] != ["file", "speaker", "label"]:
-        raise ProtocolError(f"{path}:1: expected the header file,speaker,label, got {','.join(header)!r}")
+        raise ProtocolError(
+            f"expected the header file,speaker,label, got {','.join(header)!r}", path=path, line=1
+        )
     base = audio_dir if audio_dir is not None else path.parent
     trials = []
     for n, row in rows:
@@ -277,7 +280,9 @@ def _read_csv(path: Path, subset: str, audio_dir: Path | None, ext: str) -> list
     _no_subset(path, subset, "csv")
     header, rows = _csv_rows(path)
     if "path" not in header or "label" not in header:
-        raise ProtocolError(f"{path}:1: header must name path and label columns, got {','.join(header)!r}")
+        raise ProtocolError(
+            f"header must name path and label columns, got {','.join(header)!r}", path=path, line=1
+        )
     base = audio_dir if audio_dir is not None else path.parent
     trials = []
     for n, row in rows:
@@ -299,18 +304,22 @@ def _read_folder(path: Path, subset: str, audio_dir: Path | None, ext: str) -> l
     """`bonafide/**` and `spoof/<attack>/**` audio files; files right under `spoof/` get attack `-`."""
     _no_subset(path, subset, "folder")
     if not path.is_dir():
-        raise ProtocolError(f"{path}: format folder needs a directory holding bonafide/ and spoof/")
+        raise ProtocolError("format folder needs a directory holding bonafide/ and spoof/", path=path)
+    files = [
+        (f, label)
+        for cls, label in (("bonafide", BONAFIDE), ("spoof", SPOOF))
+        for f in audio_files(path / cls)
+    ]
+    ids = unique_ids([f.relative_to(path) for f, _ in files])  # the ids folder scoring gives
     trials = []
-    for cls, label in (("bonafide", BONAFIDE), ("spoof", SPOOF)):
-        root = path / cls
-        for f in sorted(root.rglob("*")) if root.is_dir() else []:
-            if not f.is_file() or f.suffix.lower() not in AUDIO_SUFFIXES:
-                continue
-            rel = f.relative_to(path)
-            attack = rel.parts[1] if label == SPOOF and len(rel.parts) > 2 else "-"
-            trials.append(Trial(rel.with_suffix("").as_posix(), label, "-", str(f), attack))
+    for tid, (f, label) in zip(ids, files, strict=True):
+        rel = f.relative_to(path)
+        attack = rel.parts[1] if label == SPOOF and len(rel.parts) > 2 else "-"
+        trials.append(Trial(tid, label, "-", str(f), attack))
     if not trials:
-        raise ProtocolError(f"{path}: no audio files under bonafide/ or spoof/ ({', '.join(AUDIO_SUFFIXES)})")
+        raise ProtocolError(
+            f"no audio files under bonafide/ or spoof/ ({', '.join(AUDIO_SUFFIXES)})", path=path
+        )
     return trials
 
 
@@ -363,9 +372,9 @@ def read_protocol(
         raise ProtocolError(f"unknown protocol format {fmt!r}; choose one of {', '.join(FORMATS)}")
     p = Path(path)
     if not p.exists():
-        raise ProtocolError(f"{p}: protocol not found")
+        raise ProtocolError("protocol not found", path=p)
     if fmt != "folder" and not p.is_file():
-        raise ProtocolError(f"{p}: format {fmt} needs a file (only the folder format takes a directory)")
+        raise ProtocolError(f"format {fmt} needs a file (only the folder format takes a directory)", path=p)
     trials = reader(p, subset, Path(audio_dir) if audio_dir is not None else None, audio_ext)
     check_unique_ids(trials, p)
     return trials

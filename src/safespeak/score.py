@@ -1,10 +1,12 @@
 """Batched, variable-length scoring to submission CSV files, and single-file detection.
 
 Every file is cut into fixed-length windows (`crop="full"`: windows over the whole file, scores
-averaged; `crop="first"`: only the first window, the seed's first-4 s behaviour). Windows of many files
-are packed into one batch, so files of any length are scored in batches. Files that cannot be read
-are reported, never dropped: `ScoreResult.errors` lists them and the CLI writes an error report.
-Scores follow the library convention: higher = bona fide, for every architecture.
+averaged; `crop="first"`: only the first window, the seed's first-4 s behaviour). The window length has
+one owner, `scoring_window`: the length asked for, else the checkpoint's training crop, else the
+model's input length (capped by a model's maximum input). Windows of many files are packed into one
+batch, so files of any length are scored in batches. Every input ends up exactly once in
+`ScoreResult.scores` or `ScoreResult.errors` under a unique id (see `safespeak.inputs`); nothing is
+dropped. Scores follow the library convention: higher = bona fide, for every architecture.
 """
 
 from __future__ import annotations
@@ -14,47 +16,45 @@ import json
 import math
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from safespeak import SAMPLE_RATE, __version__
 from safespeak.audio import AudioError, load_audio, repeat_pad, windows
+from safespeak.errors import SafespeakError
+from safespeak.inputs import ScoreItem, collect_inputs, expand_paths
+from safespeak.progress import Progress
 from safespeak.scorefiles import write_scores_csv
 
-AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".mp3", ".aiff", ".aif")
+if TYPE_CHECKING:
+    from safespeak.checkpoint import CheckpointMeta
 
 __all__ = [
     "Detection",
+    "EvaluationCard",
     "ScoreItem",
     "ScoreOptions",
     "ScoreResult",
     "ScoreRun",
     "collect_inputs",
     "detect_files",
+    "expand_paths",
     "score_items",
     "score_to_files",
-    "write_score_outputs",
+    "scoring_window",
     "write_scores_csv",
 ]
-
-
-@dataclass(frozen=True)
-class ScoreItem:
-    """One file to score: its id (kept as a string) and its path."""
-
-    trial_id: str
-    path: str
 
 
 @dataclass(frozen=True)
 class ScoreOptions:
     """How files are turned into windows and scores.
 
-    `window`/`hop` in samples (None: the model's input length, no overlap); `crop` is "full" or "first";
+    `window`/`hop` in samples (None: `scoring_window` decides, no overlap); `crop` is "full" or "first";
     `sigmoid` maps scores through a sigmoid (probability-like, same ordering).
     """
 
@@ -71,6 +71,10 @@ class ScoreOptions:
             raise ValueError(f"crop must be 'full' or 'first', got {self.crop!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        for name in ("window", "hop"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 sample, got {value}")
 
 
 @dataclass
@@ -83,77 +87,23 @@ class ScoreResult:
     seconds: float = 0.0
 
 
-def collect_inputs(
-    source: str | Path,
+def scoring_window(
+    model: torch.nn.Module,
+    meta: CheckpointMeta | None = None,
+    requested: int | None = None,
     *,
-    protocol_format: str | None = None,
-    subset: str = "all",
-    audio_dir: str | Path | None = None,
-    audio_ext: str = ".flac",
-) -> list[ScoreItem]:
-    """Files to score from a directory, a protocol (with `protocol_format`) or a list file.
+    train_window: int | None = None,
+) -> int:
+    """The scoring window in samples, for `score`, `detect`, the dev EER, the server and the demo.
 
-    - directory: every audio file below it; id = relative path without suffix (the stem in a flat
-      folder);
-    - protocol: `safespeak.protocols.read_protocol`; audio paths from the protocol or `audio_dir`;
-    - list file: one path per line, or `id path` per line; blank lines and `#` comments are skipped.
+    `requested` (a `--window`) wins; else the training crop (`meta.train_window`, or `train_window` while
+    training); else the model's input length. A model with a bounded input (Rawformer's positional
+    table) caps it, so long files are scored in windows it accepts.
     """
-    src = Path(source)
-    if src.is_dir():
-        return _items_from_dir(src)
-    if not src.is_file():
-        raise FileNotFoundError(f"{src}: input not found (expected a directory, protocol or list file)")
-    if protocol_format:
-        return _items_from_protocol(src, protocol_format, subset, audio_dir, audio_ext)
-    return _items_from_list(src)
-
-
-def _items_from_dir(root: Path) -> list[ScoreItem]:
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
-    if not files:
-        raise ValueError(f"{root}: no audio files ({', '.join(AUDIO_SUFFIXES)}) found")
-    # relative path without suffix: the stem for a flat folder (ASVspoof), and the same ids as the
-    # `folder` protocol format (bonafide/x, spoof/A01/y) for class folders
-    ids = [p.relative_to(root).with_suffix("").as_posix() for p in files]
-    return [ScoreItem(i, str(p)) for i, p in zip(ids, files, strict=True)]
-
-
-def _items_from_protocol(
-    path: Path, fmt: str, subset: str, audio_dir: str | Path | None, audio_ext: str
-) -> list[ScoreItem]:
-    from safespeak.protocols import read_protocol
-
-    trials = read_protocol(path, fmt, subset=subset, audio_dir=audio_dir, audio_ext=audio_ext)
-    items = []
-    for t in trials:
-        p = t.path or (str(Path(audio_dir) / f"{t.trial_id}{audio_ext}") if audio_dir else None)
-        if p is None:
-            raise ValueError(f"{path}: trial {t.trial_id} has no audio path; pass --audio-dir")
-        items.append(ScoreItem(t.trial_id, p))
-    return items
-
-
-def _items_from_list(path: Path) -> list[ScoreItem]:
-    items = []
-    base = path.parent
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = line.split()
-        if len(parts) == 1:
-            p = Path(parts[0])
-            items.append(ScoreItem(p.stem, str(p if p.is_absolute() else base / p)))
-        elif len(parts) == 2:
-            p = Path(parts[1])
-            items.append(ScoreItem(parts[0], str(p if p.is_absolute() else base / p)))
-        else:
-            raise ValueError(f"{path}:{n}: expected 'path' or 'id path', got {len(parts)} fields")
-    ids = [i.trial_id for i in items]
-    dupes = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) != len(ids) else []
-    if dupes:
-        raise ValueError(f"{path}: {len(dupes)} duplicate ids, e.g. {', '.join(dupes[:5])}")
-    return items
+    window = requested or (meta.train_window if meta is not None else None) or train_window
+    window = int(window or model.input_length)
+    cap = getattr(model, "max_input_length", None)
+    return min(window, int(cap)) if cap else window
 
 
 class _WindowReader(torch.utils.data.Dataset):
@@ -178,12 +128,16 @@ class _WindowReader(torch.utils.data.Dataset):
         return i, windows(x, self.window, self.hop), None  # (N, window)
 
 
+def _identity(batch: Any) -> Any:  # a named function: worker processes must pickle the collate_fn
+    return batch
+
+
 def _iter_windows(
     items: Sequence[ScoreItem], opts: ScoreOptions, window: int
 ) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
     reader = _WindowReader(items, window, opts.hop or window, opts.crop)
     loader = torch.utils.data.DataLoader(
-        reader, batch_size=None, shuffle=False, num_workers=opts.num_workers, collate_fn=lambda b: b
+        reader, batch_size=None, shuffle=False, num_workers=opts.num_workers, collate_fn=_identity
     )
     yield from loader
 
@@ -196,13 +150,15 @@ def score_items(
     *,
     progress: bool = True,
 ) -> ScoreResult:
-    """Score files with a `CountermeasureModel`; windows of several files share a batch."""
-    from tqdm.auto import tqdm
+    """Score files with a `CountermeasureModel`; windows of several files share a batch.
 
+    Each item lands once in `scores` or in `errors` (unreadable audio, a non-finite model score).
+    """
     opts = opts or ScoreOptions()
-    window = int(opts.window or model.input_length)
-    # a model with a bounded input (Rawformer's positional table) scores long files in windows it accepts
-    window = min(window, int(getattr(model, "max_input_length", None) or window))
+    ids = [i.trial_id for i in items]
+    if len(set(ids)) != len(ids):
+        raise ValueError("score_items needs unique trial ids")
+    window = scoring_window(model, requested=opts.window)
     model = model.to(opts.device).eval()
     result = ScoreResult()
     sums: dict[int, float] = {}
@@ -219,7 +175,7 @@ def score_items(
         result.n_windows += len(pending)
         pending.clear()
 
-    bar = tqdm(total=len(items), desc="scoring", unit="file", disable=not progress)
+    bar: Progress[Any] = Progress(total=len(items), desc="scoring", unit="file", enabled=progress)
     for idx, wins, err in _iter_windows(items, opts, window):
         bar.update(1)
         if wins is None:
@@ -234,6 +190,9 @@ def score_items(
     bar.close()
     for idx, total in sums.items():
         s = total / counts[idx]
+        if not math.isfinite(s):
+            result.errors.append((items[idx].trial_id, items[idx].path, "the model gave a non-finite score"))
+            continue
         result.scores[items[idx].trial_id] = 1.0 / (1.0 + math.exp(-s)) if opts.sigmoid else s
     result.seconds = time.perf_counter() - t0
     return result
@@ -247,9 +206,74 @@ def write_error_report(path: str | Path, errors: Sequence[tuple[str, str, str]])
         w.writerows(sorted(errors))
 
 
+EVALUATION_CARD_FORMAT = "safespeak-evaluation-card"
+EVALUATION_CARD_SCHEMA = 2
+
+
+@dataclass(frozen=True)
+class EvaluationCard:
+    """The sidecar describing how a score file was made (`<scores>.card.json`).
+
+    `window_samples` is the window actually used and `window_source` who chose it: `requested`
+    (`--window`), `checkpoint` (the training crop) or `model` (its input length).
+    """
+
+    checkpoint: str
+    checkpoint_sha256: str
+    arch: str
+    model_config: dict[str, Any]
+    crop: str
+    window_samples: int
+    window_source: str
+    hop_samples: int
+    sigmoid: bool
+    input: str
+    protocol_format: str | None
+    subset: str | None
+    n_inputs: int
+    n_scored: int
+    n_failed: int
+    n_windows: int
+    seconds: float
+    options: dict[str, Any]
+    sample_rate: int = SAMPLE_RATE
+    score_convention: str = "higher = bona fide"
+    safespeak_version: str = __version__
+    schema_version: int = EVALUATION_CARD_SCHEMA
+    # torchrun runs only (`safespeak.score_dist`): world size, shards, per-rank counts
+    distributed: dict[str, Any] | None = None
+
+    def to_json(self) -> str:
+        """The card as indented JSON with a `format` tag."""
+        return json.dumps({"format": EVALUATION_CARD_FORMAT, **asdict(self)}, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: str | Path = "<json>") -> EvaluationCard:
+        """Parse a card; a foreign, newer or incomplete file raises `SafespeakError` naming the field."""
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SafespeakError(f"not valid JSON ({exc.msg})", path=source, line=exc.lineno) from None
+        if not isinstance(doc, dict) or doc.get("format") != EVALUATION_CARD_FORMAT:
+            got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+            raise SafespeakError(f"not an evaluation card (field 'format' is {got!r})", path=source)
+        if doc.get("schema_version") != EVALUATION_CARD_SCHEMA:
+            raise SafespeakError(f"unsupported schema_version {doc.get('schema_version')!r}", path=source)
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(doc) - names - {"format"})
+        required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+        missing = sorted(name for name in required if name not in doc)
+        if unknown or missing:
+            what = "; ".join(
+                f"{k} field(s) {', '.join(v)}" for k, v in (("unknown", unknown), ("missing", missing)) if v
+            )
+            raise SafespeakError(what, path=source)
+        return cls(**{k: v for k, v in doc.items() if k != "format"})
+
+
 def evaluation_card(
     checkpoint: str | Path,
-    meta: dict[str, Any],
+    meta: CheckpointMeta,
     opts: ScoreOptions,
     window: int,
     result: ScoreResult,
@@ -258,39 +282,38 @@ def evaluation_card(
     protocol_format: str | None,
     subset: str,
     n_inputs: int,
-) -> dict[str, Any]:
-    """The sidecar describing how a score file was made."""
+    window_source: str = "requested",
+) -> EvaluationCard:
+    """The card of one scoring run."""
     from safespeak.checkpoint import checkpoint_paths, file_sha256
 
     weights, _ = checkpoint_paths(checkpoint)
-    return {
-        "format": "safespeak-evaluation-card/1",
-        "safespeak_version": __version__,
-        "checkpoint": str(checkpoint),
-        "checkpoint_sha256": file_sha256(weights),
-        "arch": meta.get("arch"),
-        "model_config": meta.get("model_config", {}),
-        "crop": opts.crop,
-        "window_samples": window,
-        "hop_samples": opts.hop or window,
-        "sample_rate": SAMPLE_RATE,
-        "sigmoid": opts.sigmoid,
-        "score_convention": "higher = bona fide",
-        "input": source,
-        "protocol_format": protocol_format,
-        "subset": subset if protocol_format else None,
-        "n_inputs": n_inputs,
-        "n_scored": len(result.scores),
-        "n_failed": len(result.errors),
-        "n_windows": result.n_windows,
-        "seconds": round(result.seconds, 3),
-        "options": asdict(opts),
-    }
+    return EvaluationCard(
+        checkpoint=str(checkpoint),
+        checkpoint_sha256=meta.weights_sha256 or file_sha256(weights),
+        arch=meta.arch,
+        model_config=dict(meta.model_config),
+        crop=opts.crop,
+        window_samples=window,
+        window_source=window_source,
+        hop_samples=opts.hop or window,
+        sigmoid=opts.sigmoid,
+        input=source,
+        protocol_format=protocol_format,
+        subset=subset if protocol_format else None,
+        n_inputs=n_inputs,
+        n_scored=len(result.scores),
+        n_failed=len(result.errors),
+        n_windows=result.n_windows,
+        seconds=round(result.seconds, 3),
+        options=asdict(opts),
+    )
 
 
-def default_window(model: torch.nn.Module, meta: dict[str, Any]) -> int:
-    """Scoring window: the checkpoint's training crop if recorded, else the model's input length."""
-    return int(meta.get("input_length") or model.input_length)
+def _window_source(opts: ScoreOptions, meta: CheckpointMeta) -> str:
+    if opts.window:
+        return "requested"
+    return "checkpoint" if meta.train_window else "model"
 
 
 @dataclass(frozen=True)
@@ -303,6 +326,11 @@ class ScoreRun:
     n_inputs: int
     n_scored: int
     errors: tuple[tuple[str, str, str], ...]
+
+    @property
+    def summary(self) -> str:
+        """`scored N / failed M / total T`."""
+        return f"scored {self.n_scored} / failed {len(self.errors)} / total {self.n_inputs}"
 
 
 def score_to_files(
@@ -324,38 +352,32 @@ def score_to_files(
     from safespeak.checkpoint import load_checkpoint
 
     opts = options or ScoreOptions()
-    model, meta = load_checkpoint(checkpoint, map_location=opts.device)
-    window = opts.window or default_window(model, meta)
-    opts = replace(opts, window=window)
     items = collect_inputs(
         source, protocol_format=protocol_format, subset=subset, audio_dir=audio_dir, audio_ext=audio_ext
     )
-    result = score_items(model, items, opts, progress=progress)
-    card = evaluation_card(
-        checkpoint, meta, opts, window, result, source=str(source), protocol_format=protocol_format,
-        subset=subset, n_inputs=len(items),
-    )  # fmt: skip
-    return write_score_outputs(output, result, card, len(items))
-
-
-def write_score_outputs(
-    output: str | Path, result: ScoreResult, card: dict[str, Any], n_inputs: int
-) -> ScoreRun:
-    """Write the `ID,score` CSV, `<stem>.card.json` and (if any failed) `<stem>.errors.csv`."""
+    model, meta = load_checkpoint(checkpoint, map_location=opts.device)
+    window = scoring_window(model, meta, opts.window)
+    result = score_items(model, items, replace(opts, window=window), progress=progress)
     out = Path(output)
     write_scores_csv(out, result.scores)
+    card = evaluation_card(
+        checkpoint, meta, replace(opts, window=window), window, result, source=str(source),
+        protocol_format=protocol_format, subset=subset, n_inputs=len(items),
+        window_source=_window_source(opts, meta),
+    )  # fmt: skip
     card_path = out.with_name(out.stem + ".card.json")
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    card_path.write_text(card.to_json())
     err_path = None
     if result.errors:
         err_path = out.with_name(out.stem + ".errors.csv")
         write_error_report(err_path, result.errors)
-    return ScoreRun(out, card_path, err_path, n_inputs, len(result.scores), tuple(result.errors))
+    return ScoreRun(out, card_path, err_path, len(items), len(result.scores), tuple(result.errors))
 
 
 @dataclass(frozen=True)
 class Detection:
-    """One file's verdict: score (higher = bona fide), label, calibrated LLR/probability, or an error."""
+    """One file's verdict: score (higher = bona fide), label (None when no threshold is known),
+    calibrated LLR/probability, or an error; `decision` says which threshold made the label."""
 
     path: str
     score: float | None = None
@@ -363,26 +385,40 @@ class Detection:
     llr: float | None = None
     p_bonafide: float | None = None
     error: str | None = None
+    decision: str | None = None
+
+
+NO_THRESHOLD = (
+    "no label: the checkpoint has neither a calibration nor a dev-EER threshold "
+    "(pass --threshold, or run `safespeak calibrate --checkpoint`)"
+)
 
 
 def detect_files(
     checkpoint: str | Path,
-    files: Sequence[str],
+    paths: Sequence[str],
     options: ScoreOptions | None = None,
     threshold: float | None = None,
 ) -> list[Detection]:
-    """The `safespeak detect` workflow: score each file and decide a label (one `Detection` per file)."""
+    """The `safespeak detect` workflow: score files (directories: their audio files) and decide labels.
+
+    The threshold is `threshold` if given, else the checkpoint's calibration (LLR 0 at prior 0.5), else
+    its dev-EER threshold; with none of them the label stays None and `decision` says why.
+    """
     from safespeak.calibrate import Calibration
     from safespeak.checkpoint import load_checkpoint
 
-    opts = options or ScoreOptions()
+    opts = replace(options or ScoreOptions(), sigmoid=False)
+    items = expand_paths(paths)
     model, meta = load_checkpoint(checkpoint, map_location=opts.device)
-    opts = replace(opts, window=opts.window or default_window(model, meta), sigmoid=False)
-    items = [ScoreItem(str(i), f) for i, f in enumerate(files)]  # two files may share a name
+    opts = replace(opts, window=scoring_window(model, meta, opts.window))
     result = score_items(model, items, opts, progress=False)
-    cal = Calibration.from_dict(meta["calibration"]) if meta.get("calibration") else None
-    if threshold is None:
-        threshold = cal.threshold() if cal else float(meta.get("dev_eer_threshold", 0.0))
+    cal = Calibration.from_dict(meta.calibration) if meta.calibration else None
+    decision = "--threshold"
+    if threshold is None and cal is not None:
+        threshold, decision = cal.threshold(), "calibration"
+    elif threshold is None and meta.threshold is not None:
+        threshold, decision = meta.threshold, "dev-EER threshold"
     reasons = {i: r for i, _, r in result.errors}
     out = []
     for item in items:
@@ -390,9 +426,7 @@ def detect_files(
             out.append(Detection(item.path, error=reasons[item.trial_id]))
             continue
         s = result.scores[item.trial_id]
-        label = "bonafide" if s >= threshold else "spoof"
-        if cal:
-            out.append(Detection(item.path, s, label, float(cal.llr(s)), float(cal.probability(s))))
-        else:
-            out.append(Detection(item.path, s, label))
+        label = None if threshold is None else ("bonafide" if s >= threshold else "spoof")
+        llr, prob = (float(cal.llr(s)), float(cal.probability(s))) if cal else (None, None)
+        out.append(Detection(item.path, s, label, llr, prob, decision=decision if label else NO_THRESHOLD))
     return out

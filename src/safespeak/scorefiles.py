@@ -77,18 +77,18 @@ def _rows(path: Path) -> Iterator[tuple[int, str]]:
                 if s and not s.startswith("#"):
                     yield n, s
     except FileNotFoundError:
-        raise ScoreFileError(f"{path}: score file not found") from None
+        raise ScoreFileError("score file not found", path=path) from None
     except UnicodeDecodeError as exc:
-        raise ScoreFileError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
+        raise ScoreFileError(f"not a UTF-8 text file ({exc.reason})", path=path) from None
 
 
 def _float(path: Path, n: int, text: str, what: str = "score") -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ScoreFileError(f"{path}:{n}: {what} {text!r} is not a number") from None
+        raise ScoreFileError(f"{what} {text!r} is not a number", path=path, line=n) from None
     if not math.isfinite(value):
-        raise ScoreFileError(f"{path}:{n}: {what} {text!r} is not finite")
+        raise ScoreFileError(f"{what} {text!r} is not finite", path=path, line=n)
     return value
 
 
@@ -97,7 +97,7 @@ def detect_score_format(path: str | os.PathLike[str]) -> str:
     p = Path(path)
     first = next(_rows(p), None)
     if first is None:
-        raise ScoreFileError(f"{p}: score file is empty")
+        raise ScoreFileError("score file is empty", path=p)
     n, line = first
     tokens = [t.lower() for t in line.split()]
     if "filename" in tokens and "cm-score" in tokens:
@@ -109,8 +109,10 @@ def detect_score_format(path: str | os.PathLike[str]) -> str:
     if len(tokens) in by_columns:
         return by_columns[len(tokens)]
     raise ScoreFileError(
-        f"{p}:{n}: cannot tell the score format from {len(tokens)} columns ({line[:80]!r}); "
-        f"name it explicitly (one of {', '.join(SCORE_FORMATS[1:])})"
+        f"cannot tell the score format from {len(tokens)} columns ({line[:80]!r}); "
+        f"name it explicitly (one of {', '.join(SCORE_FORMATS[1:])})",
+        path=p,
+        line=n,
     )
 
 
@@ -129,7 +131,7 @@ def _read_columns(path: Path, ncols: int, layout: str) -> tuple[list[list[str]],
     for n, line in _rows(path):
         parts = line.split()
         if len(parts) != ncols:
-            raise ScoreFileError(f"{path}:{n}: expected {ncols} columns ({layout}), got {len(parts)}")
+            raise ScoreFileError(f"expected {ncols} columns ({layout}), got {len(parts)}", path=path, line=n)
         scores.append(_float(path, n, parts[-1]))
         rows.append(parts)
     return rows, scores
@@ -141,11 +143,13 @@ def _read_tsv(path: Path, header: list[str]) -> tuple[list[list[str]], list[int]
     first = next(it, None)
     if first is None or first[1].split() != header:
         got = first[1] if first else "an empty file"
-        raise ScoreFileError(f"{path}:{first[0] if first else 1}: expected the header {header}, got {got!r}")
+        raise ScoreFileError(
+            f"expected the header {header}, got {got!r}", path=path, line=first[0] if first else 1
+        )
     for n, line in it:
         parts = line.split()
         if len(parts) != len(header):
-            raise ScoreFileError(f"{path}:{n}: expected {len(header)} columns ({' '.join(header)})")
+            raise ScoreFileError(f"expected {len(header)} columns ({' '.join(header)})", path=path, line=n)
         rows.append(parts)
         lines.append(n)
     return rows, lines
@@ -153,20 +157,32 @@ def _read_tsv(path: Path, header: list[str]) -> tuple[list[list[str]], list[int]
 
 def _read_csv(path: Path) -> tuple[list[str], list[float]]:
     """`ID,score[,...]` with a header; rows whose first cell starts with `#` are comments."""
+    try:
+        return _read_csv_rows(path)
+    except UnicodeDecodeError as exc:
+        raise ScoreFileError(f"not a UTF-8 text file ({exc.reason})", path=path) from None
+    except csv.Error as exc:  # e.g. a NUL byte
+        raise ScoreFileError(f"unreadable CSV ({exc})", path=path) from None
+
+
+def _read_csv_rows(path: Path) -> tuple[list[str], list[float]]:
     ids, scores = [], []
     with open(path, encoding="utf-8", newline="") as fh:
         reader = csv.reader(fh)  # read from the file itself so that `line_num` is the file's line
         rows = (r for r in reader if any(c.strip() for c in r) and not r[0].lstrip().startswith("#"))
-        header = [h.strip().lower() for h in next(rows, [])]
+        first = next(rows, None)
+        if first is None:
+            raise ScoreFileError("score file is empty (no CSV header)", path=path)
+        header = [h.strip().lower() for h in first]
         if "id" not in header or "score" not in header:
             raise ScoreFileError(
-                f"{path}:{reader.line_num}: CSV header must name ID and score columns, got {header}"
+                f"CSV header must name ID and score columns, got {header}", path=path, line=reader.line_num
             )
         i_id, i_score = header.index("id"), header.index("score")
         for row in rows:
             if len(row) != len(header):
                 raise ScoreFileError(
-                    f"{path}:{reader.line_num}: expected {len(header)} fields, got {len(row)}"
+                    f"expected {len(header)} fields, got {len(row)}", path=path, line=reader.line_num
                 )
             ids.append(row[i_id].strip())
             scores.append(_float(path, reader.line_num, row[i_score].strip()))
@@ -181,7 +197,7 @@ def read_score_table(path: str | os.PathLike[str], fmt: str = "auto") -> ScoreTa
     """
     p = Path(path)
     if not p.is_file():
-        raise ScoreFileError(f"{p}: score file not found" + (" (a directory)" if p.is_dir() else ""))
+        raise ScoreFileError("score file not found" + (" (a directory)" if p.is_dir() else ""), path=p)
     if fmt == "auto":
         fmt = detect_score_format(p)
     extra: dict[str, np.ndarray | list[str]] = {}
@@ -206,7 +222,9 @@ def read_score_table(path: str | os.PathLike[str], fmt: str = "auto") -> ScoreTa
     elif fmt == "csv":
         ids, scores = _read_csv(p)
     else:
-        raise ScoreFileError(f"{p}: unknown score format {fmt!r}; choose one of {', '.join(SCORE_FORMATS)}")
+        raise ScoreFileError(
+            f"unknown score format {fmt!r}; choose one of {', '.join(SCORE_FORMATS)}", path=p
+        )
     _check_unique(p, ids)
     return ScoreTable(str(p), fmt, ids, np.asarray(scores, dtype=np.float64), extra)
 
@@ -223,8 +241,9 @@ def _check_unique(path: Path, ids: Sequence[str]) -> None:
     if len(counts) != len(ids):
         dups = [i for i, c in counts.items() if c > 1]
         raise ScoreFileError(
-            f"{path}: {len(dups)} trial ids appear more than once ({len(ids) - len(counts)} extra rows), "
-            f"e.g. {dups[:5]}"
+            f"{len(dups)} trial ids appear more than once ({len(ids) - len(counts)} extra rows), "
+            f"e.g. {dups[:5]}",
+            path=path,
         )
 
 
@@ -251,7 +270,7 @@ def align_scores_to_ids(
         if extra:
             parts.append(f"{len(extra)} scored ids are not trials of {protocol} (e.g. {extra[:5]})")
         if parts:
-            raise ScoreFileError(f"{table.path}: " + "; ".join(parts))
+            raise ScoreFileError("; ".join(parts), path=table.path)
     return np.fromiter((pos[t] for t in trial_ids), dtype=np.int64, count=len(trial_ids))
 
 
@@ -262,9 +281,9 @@ def read_asv_scores_2019(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     for n, line in _rows(p):
         parts = line.split()
         if len(parts) != 3:
-            raise ScoreFileError(f"{p}:{n}: expected 3 columns (source key score), got {len(parts)}")
+            raise ScoreFileError(f"expected 3 columns (source key score), got {len(parts)}", path=p, line=n)
         if parts[1] not in out:
-            raise ScoreFileError(f"{p}:{n}: key must be target, nontarget or spoof, got {parts[1]!r}")
+            raise ScoreFileError(f"key must be target, nontarget or spoof, got {parts[1]!r}", path=p, line=n)
         out[parts[1]].append(_float(p, n, parts[2]))
     return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
 
@@ -303,20 +322,27 @@ def read_asv_scores_2021(
     meta = list(_rows(mp))
     scores = list(_rows(sp))
     if len(meta) != len(scores):
-        raise ScoreFileError(f"{sp}: {len(scores)} ASV scores but {len(meta)} trials in {mp} (line-aligned)")
+        raise ScoreFileError(
+            f"{len(scores)} ASV scores but {len(meta)} trials in {mp} (line-aligned)", path=sp
+        )
     vals, label, codec, attack = [], [], [], []
     for (nm, m), (ns, s) in zip(meta, scores, strict=True):
         mparts, sparts = m.split(), s.split()
         if len(mparts) != 8:
-            raise ScoreFileError(f"{mp}:{nm}: expected 8 columns (speaker trial codec transmission attack "
-                                 f"label trim subset), got {len(mparts)}")  # fmt: skip
+            raise ScoreFileError(f"expected 8 columns (speaker trial codec transmission attack label trim "
+                                 f"subset), got {len(mparts)}", path=mp, line=nm)  # fmt: skip
         if len(sparts) != 3:
-            raise ScoreFileError(f"{sp}:{ns}: expected 3 columns (speaker trial score), got {len(sparts)}")
+            raise ScoreFileError(
+                f"expected 3 columns (speaker trial score), got {len(sparts)}", path=sp, line=ns
+            )
         if sparts[:2] != mparts[:2]:
-            raise ScoreFileError(f"{sp}:{ns}: {' '.join(sparts[:2])!r} does not match {mp}:{nm} "
-                                 f"{' '.join(mparts[:2])!r}; the files must be line-aligned")  # fmt: skip
+            theirs = " ".join(mparts[:2])
+            raise ScoreFileError(f"{' '.join(sparts[:2])!r} does not match {mp}:{nm} {theirs!r}; the files "
+                                 "must be line-aligned", path=sp, line=ns)  # fmt: skip
         if mparts[5] not in ("target", "nontarget", "spoof"):
-            raise ScoreFileError(f"{mp}:{nm}: label must be target, nontarget or spoof, got {mparts[5]!r}")
+            raise ScoreFileError(
+                f"label must be target, nontarget or spoof, got {mparts[5]!r}", path=mp, line=nm
+            )
         if subset != "all" and mparts[7] != subset:
             continue
         vals.append(_float(sp, ns, sparts[2]))

@@ -106,6 +106,10 @@ def _write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
 def _load_split(sc: SplitConfig, name: str) -> list[Trial]:
     if not sc.protocol:
         raise ConfigError(f"data.{name}.protocol: a protocol file is required to train")
@@ -270,7 +274,7 @@ class _Run:
         return float(stats[1] / stats[0])
 
     def run_epoch(self, epoch: int) -> None:
-        from tqdm.auto import tqdm
+        from safespeak.progress import Progress
 
         t = self.cfg.train
         self.train_set.set_epoch(epoch)
@@ -284,7 +288,8 @@ class _Run:
             pin_memory=self.d.device.type == "cuda",
         )
         self.model.train()
-        bar = tqdm(loader, desc=f"epoch {epoch}", disable=not (t.progress and self.d.is_main), leave=False)
+        show = t.progress and self.d.is_main
+        bar: Progress[Any] = Progress(loader, desc=f"epoch {epoch}", unit="batch", enabled=show, leave=False)
         for batch in bar:
             loss = self.train_step(batch)
             self.s["loss_sum"] += loss
@@ -298,40 +303,66 @@ class _Run:
                 self.save_state()
 
     @torch.no_grad()
-    def dev_eer(self, model: torch.nn.Module) -> float:
-        """Dev EER of `model` (scored on every rank's shard, gathered, identical on all ranks)."""
+    def dev_eer(self, model: torch.nn.Module) -> tuple[float, float]:
+        """Dev EER and its threshold (scored on every rank's shard, gathered, identical on all ranks).
+
+        `data.dev_scoring: full` (default) scores whole files in windows as `safespeak score` does with
+        the saved checkpoint, so the best-by-dev choice measures what users get; `first` scores the
+        first `data.dev_crop_samples` of each file.
+        """
         from safespeak.metrics import compute_eer
 
         model.eval()
         idx = shard_indices(len(self.dev_set), self.d.rank, self.d.world)
+        with torch.autocast(
+            self.d.device.type, dtype=torch.bfloat16, enabled=self.cfg.train.precision == "bf16"
+        ):
+            full = self.cfg.data.dev_scoring == "full"
+            sc, lb = self._dev_scores_full(model, idx) if full else self._dev_scores_first(model, idx)
+        model.train()
+        parts = all_gather_objects((sc, lb))
+        sc = np.concatenate([p[0] for p in parts])
+        lb = np.concatenate([p[1] for p in parts])
+        eer, threshold = compute_eer(sc[lb == 1], sc[lb == 0])
+        return float(eer), float(threshold)
+
+    def _dev_scores_full(self, model: torch.nn.Module, idx: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        from safespeak.audio import AudioError
+        from safespeak.score import ScoreItem, ScoreOptions, score_items, scoring_window
+
+        c = self.cfg.data
+        items = [ScoreItem(str(i), str(self.dev_trials[i].path)) for i in idx]
+        window = scoring_window(model, train_window=c.crop_samples)
+        opts = ScoreOptions(window=window, batch_size=c.dev_batch_size, device=str(self.d.device))
+        res = score_items(model, items, opts, progress=False)
+        if res.errors:
+            _, path, reason = res.errors[0]
+            raise AudioError(path, f"dev file unreadable: {reason} ({len(res.errors)} dev files failed)")
+        scores = np.array([res.scores[str(i)] for i in idx], dtype=np.float32)
+        return scores, np.array([self.dev_trials[i].label for i in idx], dtype=np.int64)
+
+    def _dev_scores_first(self, model: torch.nn.Module, idx: list[int]) -> tuple[np.ndarray, np.ndarray]:
         bs = self.cfg.data.dev_batch_size
         loader = make_loader(
             self.dev_set,
             [idx[i : i + bs] for i in range(0, len(idx), bs)],
             num_workers=self.cfg.data.num_workers,
         )
-        scores, labels = [], []
+        scores, labels = [np.zeros(0, np.float32)], [np.zeros(0, np.int64)]
         for batch in loader:
-            with torch.autocast(
-                self.d.device.type, dtype=torch.bfloat16, enabled=self.cfg.train.precision == "bf16"
-            ):
-                s = model.score(batch["audio"].to(self.d.device))  # (B,)
-            scores.append(s.float().cpu().numpy())
+            scores.append(model.score(batch["audio"].to(self.d.device)).float().cpu().numpy())  # (B,)
             labels.append(batch["label"].numpy())
-        model.train()
-        parts = all_gather_objects((np.concatenate(scores), np.concatenate(labels)))
-        sc = np.concatenate([p[0] for p in parts])
-        lb = np.concatenate([p[1] for p in parts])
-        return float(compute_eer(sc[lb == 1], sc[lb == 0])[0])
+        return np.concatenate(scores), np.concatenate(labels)
 
     def end_epoch(self, epoch: int) -> None:
         """Dev EER, best checkpoint, early stopping, SWA update; then the epoch counts as done."""
         t, s = self.cfg.train, self.s
-        eer = self.dev_eer(self.core)
+        eer, threshold = self.dev_eer(self.core)
         row = {
             "epoch": epoch,
             "train_loss": s["loss_sum"] / max(s["step_in_epoch"], 1),
             "dev_eer": eer,
+            "dev_eer_threshold": threshold,
             "lr": self.optimizer.param_groups[0]["lr"],
         }
         s["history"].append(row)
@@ -345,7 +376,8 @@ class _Run:
             self.tb.add_scalar("train/epoch_loss", row["train_loss"], epoch)
         if eer < s["best_eer"]:
             s["best_eer"], s["best_epoch"], s["bad_epochs"] = eer, epoch, 0
-            self.save_checkpoint("best", self.core, epoch, eer)
+            s["best_threshold"] = threshold
+            self.save_checkpoint("best", self.core, epoch, eer, threshold)
         else:
             s["bad_epochs"] += 1
         if self.swa is not None and epoch >= t.swa_start_epoch:
@@ -365,7 +397,10 @@ class _Run:
         elapsed = max(all_gather_objects(elapsed))
         return elapsed * (self.epochs_here + 1) / self.epochs_here > 60.0 * minutes
 
-    def save_checkpoint(self, name: str, model: torch.nn.Module, epoch: int, eer: float) -> Path | None:
+    def save_checkpoint(
+        self, name: str, model: torch.nn.Module, epoch: int, eer: float, threshold: float | None
+    ) -> Path | None:
+        """Write a checkpoint whose metadata carries the training crop and the dev-EER threshold."""
         from safespeak.checkpoint import save_checkpoint
 
         if not self.d.is_main:
@@ -375,21 +410,23 @@ class _Run:
             "epoch": epoch,
             "dev_metrics": {"eer": eer},
             "data_fingerprint": self.fingerprint,
-            "input_length": self.cfg.data.crop_samples,
+            "dev_scoring": self.cfg.data.dev_scoring,
         }
         # SSL models describe themselves without their backbone's source path (restorable anywhere)
         export = getattr(model, "checkpoint_config", None)
         model_config = export() if callable(export) else self.cfg.model.overrides
         return save_checkpoint(
-            self.run_dir / name, model, arch=self.cfg.model.arch, model_config=model_config, meta=meta
-        )
+            self.run_dir / name, model, arch=self.cfg.model.arch, model_config=model_config, meta=meta,
+            train_window=self.cfg.data.crop_samples, threshold=_finite(threshold),
+        )  # fmt: skip
 
     def finish(self) -> TrainResult:
         """Apply SWA (average + BN statistics), write `last` and `model`, return the result."""
         from safespeak.checkpoint import load_checkpoint
 
         s = self.s
-        final, final_eer = self.core, s["history"][-1]["dev_eer"] if s["history"] else math.nan
+        last = s["history"][-1] if s["history"] else {}
+        final, final_eer, final_thr = self.core, last.get("dev_eer", math.nan), last.get("dev_eer_threshold")
         if self.swa is not None and int(self.swa.n_averaged) > 0:
             final = self.swa.module
             self.train_set.set_epoch(self.cfg.train.epochs)  # a fixed, reproducible pass for BN stats
@@ -404,15 +441,15 @@ class _Run:
             dev = self.d.device
             with torch.no_grad():
                 torch.optim.swa_utils.update_bn((final.preprocess(b["audio"].to(dev)) for b in loader), final)
-            final_eer = self.dev_eer(final)
+            final_eer, final_thr = self.dev_eer(final)
         epoch = s["epoch"] - 1
-        self.save_checkpoint("last", final, epoch, final_eer)
+        self.save_checkpoint("last", final, epoch, final_eer, final_thr)
         if self.d.is_main:
             if self.swa is None and s["best_epoch"] >= 0:
                 best = load_checkpoint(self.run_dir / "best")[0]
-                self.save_checkpoint("model", best, s["best_epoch"], s["best_eer"])
+                self.save_checkpoint("model", best, s["best_epoch"], s["best_eer"], s.get("best_threshold"))
             else:
-                self.save_checkpoint("model", final, epoch, final_eer)
+                self.save_checkpoint("model", final, epoch, final_eer, final_thr)
         result = TrainResult(self.run_dir, self.run_dir / "model.safetensors", s["best_epoch"], s["best_eer"],
                              final_eer, s["epoch"], s["stopped"], list(s["history"]))  # fmt: skip
         if self.d.is_main:

@@ -27,8 +27,8 @@ def register(sub: Subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Convert and print what was written."""
     from safespeak.checkpoint import convert_reference
-    from safespeak.models.registry import parse_overrides
+    from safespeak.config import parse_set
 
-    out, n = convert_reference(args.arch, args.reference, args.output, parse_overrides(args.overrides))
+    out, n = convert_reference(args.arch, args.reference, args.output, parse_set(args.overrides))
     print(f"wrote {out} ({args.arch}, {n:,} parameters)")
     return 0

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         audio_dir=args.audio_dir,
         audio_ext=args.audio_ext,
     )
-    print(f"scored {res.n_scored} of {res.n_inputs} files -> {res.output} (card: {res.card})")
+    print(f"{res.summary} -> {res.output} (card: {res.card})")
     if res.errors:
         print(f"{len(res.errors)} file(s) could not be scored; see {res.errors_file}", file=sys.stderr)
         for tid, path, reason in res.errors[:5]:

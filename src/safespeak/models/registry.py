@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from safespeak.errors import CheckpointError
 from safespeak.models.base import CountermeasureModel
 
 Factory = Callable[..., CountermeasureModel]
@@ -116,23 +117,32 @@ def read_reference_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
     """
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"{p}: reference checkpoint not found")
+        raise CheckpointError("reference checkpoint not found", path=p)
     if p.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        state: Any = load_file(str(p))
+        try:
+            state: Any = load_file(str(p))
+        except (SafetensorError, OSError) as exc:
+            raise CheckpointError(f"truncated or not safetensors ({exc})", path=p) from None
     elif p.suffix in {".pth", ".pt", ".ckpt", ".bin"}:
         try:
             state = torch.load(p, map_location="cpu", weights_only=True)
         except Exception as exc:  # weights_only refuses pickled code: say which file
-            raise ValueError(f"{p}: cannot read as a weights-only torch checkpoint ({exc})") from exc
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            raise CheckpointError(
+                f"cannot read as a weights-only torch checkpoint ({first})", path=p
+            ) from None
         for wrapper in ("state_dict", "model"):
             if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
                 state = state[wrapper]
     else:
-        raise ValueError(f"{p}: unknown checkpoint type {p.suffix!r} (expected .pth, .pt or .safetensors)")
+        raise CheckpointError(
+            f"unknown checkpoint type {p.suffix!r} (expected .pth, .pt or .safetensors)", path=p
+        )
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{p}: expected a state dict of tensors")
+        raise CheckpointError("expected a state dict of tensors", path=p)
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module.") :]: v for k, v in state.items()}
     return dict(state)
@@ -156,22 +166,9 @@ def from_reference(name: str, path: str | os.PathLike[str], **overrides: Any) ->
             for what, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes))
             if keys
         )
-        raise ValueError(f"{path}: not a {name!r} reference state dict ({details})")
+        raise CheckpointError(f"not a {name!r} reference state dict ({details})", path=path)
     model.load_state_dict(state, strict=True)
     return model.eval()
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """`["k=v", ...]` -> dict with YAML-parsed values; a malformed item raises `ValueError`."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"override {item!r} is not KEY=VALUE")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
 
 
 def model_table() -> list[tuple[str, int, int, str]]:
