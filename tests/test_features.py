@@ -220,3 +220,17 @@ def test_recompute_from_fine_tunes_the_last_layer_on_cached_states(tmp_path: Pat
         torch.testing.assert_close(head.eval()(batch["audio"]), model.eval()(wav), rtol=1e-2, atol=1e-2)
     with pytest.raises(ValueError, match=r"start in 0 \.\. 1"):
         CachedHead(model, recompute_from=2)(batch["audio"])
+
+
+def test_builds_for_overlapping_trial_lists_reuse_finished_shards(tmp_path: Path, model) -> None:
+    trials = _trials(tmp_path, 6)
+    cache = FeatureCache(
+        tmp_path / "g", backbone_fingerprint(model.ssl), CropPolicy("first", 3200), shard_size=2
+    )
+    extract = Counting(model.ssl)
+    assert cache.build(trials[:3], extract, progress=False) == 3  # "train"
+    assert cache.build(trials, extract, progress=False) == 3  # train + "dev": only the new three
+    assert cache.build(trials[1:4], extract, progress=False) == 0 and extract.files == 6
+    assert cache.is_complete([t.trial_id for t in trials])
+    with pytest.raises(ValueError, match="'X' has no audio path"):
+        cache.build([Trial("X", 1)], extract, progress=False)

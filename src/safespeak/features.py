@@ -5,14 +5,15 @@ input every epoch, so only the head needs to run after the first pass. The cache
 the tensor the front-end returns for the trial's fixed crop (for SSL backbones: the stacked hidden
 states (L, frames, C)) as float16.
 
-Layout: `<root>/<fingerprint[:16]>/<crop policy key>/` holds shards `shard-<k>-<hash>.safetensors`
-(one tensor per trial id, the shard's id list in its metadata) and `index.json` (shard file per id),
-written last. The fingerprint hashes the front-end's weights, buffers and config (`module_fingerprint`),
-so changed weights or settings use a new folder and never read stale features.
+Layout: `<root>/<fingerprint[:16]>/<crop policy key>/` holds shards `shard-<hash>.safetensors` (one
+tensor per trial id; the shard's id list and the fingerprint in its metadata) and `index.json` (shard
+file per id, rewritten at the end of each build). The fingerprint hashes the front-end's weights,
+buffers and config (`module_fingerprint`), so changed weights or settings use a new folder and never
+read stale features.
 
-Kill-safety: each shard is written to a temporary file and renamed (atomic); the name carries a hash of
-its id list, so a re-run with the same trials and shard size skips the finished shards and redoes the
-rest; temporary files left by a killed run are removed first.
+Kill-safety: each shard is written to a temporary file and renamed (atomic). A build first reads the
+id lists of the finished shards, so a re-run (or a build for another trial list) computes only the
+trials found in no shard; temporary files left by a killed run are removed first.
 
 Crop policy (`CropPolicy`): random training crops do not cache (every epoch would need new features),
 so cached training uses one fixed crop per file. `first` (default) takes the first N samples and
@@ -147,9 +148,22 @@ class FeatureCache:
 
     # -------------------------------------------------------------------------------------- build
 
-    def shard_path(self, k: int, ids: Sequence[str]) -> Path:
-        """File of shard `k` holding `ids` (the name changes when the id list does)."""
-        return self.dir / f"shard-{k:05d}-{_ids_hash(ids)}.safetensors"
+    def shard_path(self, ids: Sequence[str]) -> Path:
+        """File of the shard holding `ids` (named by a hash of the id list)."""
+        return self.dir / f"shard-{_ids_hash(ids)}.safetensors"
+
+    def cached_ids(self) -> dict[str, str]:
+        """trial id -> shard file name, from the finished shards on disk (their metadata, not the index)."""
+        from safetensors import safe_open
+
+        found: dict[str, str] = {}
+        for shard in sorted(self.dir.glob("shard-*.safetensors")):
+            with safe_open(str(shard), framework="pt") as f:
+                meta = f.metadata() or {}
+            if meta.get("fingerprint") != self.fingerprint:
+                raise ValueError(f"{shard}: written for another front-end (fingerprint mismatch)")
+            found |= dict.fromkeys(json.loads(meta["ids"]), shard.name)
+        return found
 
     def build(
         self,
@@ -162,41 +176,36 @@ class FeatureCache:
     ) -> int:
         """Compute and store the features of every trial (`trial_id`, `path`) not cached yet.
 
-        Returns the number of trials computed in this call (0 when the cache was complete). A shard
-        is written only when all its trials are done, so a killed run loses at most one shard's work.
+        Returns the number of trials computed in this call (0 when all were cached). Trials already in
+        any finished shard are skipped, so caching train then dev, or train+dev then train, recomputes
+        nothing. A shard is written only when all its trials are done, so a killed run loses at most one
+        shard's work; the re-run splits the remaining trials into the same shards.
         """
         from tqdm.auto import tqdm
 
         ids = [str(t.trial_id) for t in trials]
         if len(set(ids)) != len(ids):
             raise ValueError("feature cache: duplicate trial ids in the list")
+        no_path = [i for i, t in zip(ids, trials, strict=True) if not getattr(t, "path", None)]
+        if no_path:
+            raise ValueError(f"feature cache: trial {no_path[0]!r} has no audio path")
         self.dir.mkdir(parents=True, exist_ok=True)
         for stale in self.dir.glob(".*.tmp"):  # left by a killed run's atomic write
             stale.unlink()
-        shards = [
-            list(range(i, min(i + self.shard_size, len(ids)))) for i in range(0, len(ids), self.shard_size)
-        ]
-        todo = [k for k, idx in enumerate(shards) if not self.shard_path(k, [ids[i] for i in idx]).is_file()]
-        bar = tqdm(
-            total=sum(len(shards[k]) for k in todo),
-            desc="caching features",
-            unit="file",
-            disable=not progress,
-        )
-        for k in todo:
-            feats = self._compute(trials, shards[k], extract, batch_size, device, bar)
-            self._write_shard(k, [ids[i] for i in shards[k]], feats)
+        index = self.cached_ids()
+        todo = [i for i, trial_id in enumerate(ids) if trial_id not in index]
+        bar = tqdm(total=len(todo), desc="caching features", unit="file", disable=not progress)
+        for lo in range(0, len(todo), self.shard_size):
+            idx = todo[lo : lo + self.shard_size]
+            shard_ids = [ids[i] for i in idx]
+            self._write_shard(shard_ids, self._compute(trials, idx, extract, batch_size, device, bar))
+            index |= dict.fromkeys(shard_ids, self.shard_path(shard_ids).name)
         bar.close()
-        index = {
-            ids[i]: self.shard_path(k, [ids[j] for j in idx]).name
-            for k, idx in enumerate(shards)
-            for i in idx
-        }
         self._write_json(
             self.dir / INDEX_FILE, {"format": FORMAT, "fingerprint": self.fingerprint, "index": index}
         )
         self._index = None
-        return sum(len(shards[k]) for k in todo)
+        return len(todo)
 
     @torch.inference_mode()
     def _compute(
@@ -222,14 +231,14 @@ class FeatureCache:
             bar.update(len(chunk))
         return out
 
-    def _write_shard(self, k: int, ids: list[str], feats: list[torch.Tensor]) -> None:
+    def _write_shard(self, ids: list[str], feats: list[torch.Tensor]) -> None:
         from safetensors.torch import save_file
 
         from safespeak.checkpoint import atomic_write
 
         tensors = {i: f.contiguous() for i, f in zip(ids, feats, strict=True)}
         meta = {"format": str(FORMAT), "fingerprint": self.fingerprint, "ids": json.dumps(ids)}
-        atomic_write(self.shard_path(k, ids), lambda tmp: save_file(tensors, tmp, metadata=meta))
+        atomic_write(self.shard_path(ids), lambda tmp: save_file(tensors, tmp, metadata=meta))
 
     @staticmethod
     def _write_json(path: Path, obj: Any) -> None:
