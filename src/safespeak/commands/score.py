@@ -26,8 +26,10 @@ def register(sub: Subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Score; print the summary line, and the first failures to stderr."""
     from safespeak.score import ScoreOptions, score_to_files
+    from safespeak.score_dist import score_to_files_distributed, torchrun_world
 
-    res = score_to_files(
+    workflow = score_to_files_distributed if torchrun_world() > 1 else score_to_files
+    res = workflow(
         args.checkpoint,
         args.input,
         args.output,
@@ -37,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
         audio_dir=args.audio_dir,
         audio_ext=args.audio_ext,
     )
+    if res is None:  # a torchrun rank other than 0: rank 0 merged and reports
+        return 0
     print(f"{res.summary} -> {res.output} (card: {res.card})")
     if res.errors:
         print(f"{len(res.errors)} file(s) could not be scored; see {res.errors_file}", file=sys.stderr)
