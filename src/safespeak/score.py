@@ -46,6 +46,7 @@ __all__ = [
     "score_items",
     "score_to_files",
     "scoring_window",
+    "write_score_outputs",
     "write_scores_csv",
 ]
 
@@ -358,20 +359,27 @@ def score_to_files(
     model, meta = load_checkpoint(checkpoint, map_location=opts.device)
     window = scoring_window(model, meta, opts.window)
     result = score_items(model, items, replace(opts, window=window), progress=progress)
-    out = Path(output)
-    write_scores_csv(out, result.scores)
     card = evaluation_card(
         checkpoint, meta, replace(opts, window=window), window, result, source=str(source),
         protocol_format=protocol_format, subset=subset, n_inputs=len(items),
         window_source=_window_source(opts, meta),
     )  # fmt: skip
+    return write_score_outputs(output, result, card, len(items))
+
+
+def write_score_outputs(
+    output: str | Path, result: ScoreResult, card: EvaluationCard, n_inputs: int
+) -> ScoreRun:
+    """Write the `ID,score` CSV, `<stem>.card.json` and (if any input failed) `<stem>.errors.csv`."""
+    out = Path(output)
+    write_scores_csv(out, result.scores)
     card_path = out.with_name(out.stem + ".card.json")
     card_path.write_text(card.to_json())
     err_path = None
     if result.errors:
         err_path = out.with_name(out.stem + ".errors.csv")
         write_error_report(err_path, result.errors)
-    return ScoreRun(out, card_path, err_path, len(items), len(result.scores), tuple(result.errors))
+    return ScoreRun(out, card_path, err_path, n_inputs, len(result.scores), tuple(result.errors))
 
 
 @dataclass(frozen=True)

@@ -48,8 +48,7 @@ from safespeak.score import (
     ScoreRun,
     evaluation_card,
     score_items,
-    write_error_report,
-    write_scores_csv,
+    write_score_outputs,
 )
 
 __all__ = [
@@ -322,18 +321,6 @@ def _merge(job: _Job) -> ScoreResult:
     return merged
 
 
-def _write_outputs(out: Path, result: ScoreResult, card: Any, n_inputs: int) -> ScoreRun:
-    """The files `score_to_files` writes, from the merged result (same names, same formats)."""
-    write_scores_csv(out, result.scores)
-    card_path = out.with_name(out.stem + ".card.json")
-    card_path.write_text(card.to_json())
-    err_path = None
-    if result.errors:
-        err_path = out.with_name(out.stem + ".errors.csv")
-        write_error_report(err_path, result.errors)
-    return ScoreRun(out, card_path, err_path, n_inputs, len(result.scores), tuple(result.errors))
-
-
 def score_to_files_distributed(
     checkpoint: str | Path,
     source: str | Path,
@@ -382,7 +369,7 @@ def score_to_files_distributed(
             subset=subset, n_inputs=len(items), window_source=_window_source(opts, meta),
         )  # fmt: skip
         record = {"world_size": info.world, "shards": len(plan.bounds), "ranks": reports}
-        run = _write_outputs(out, merged, replace(card, distributed=record), len(items))
+        run = write_score_outputs(out, merged, replace(card, distributed=record), len(items))
         shutil.rmtree(job.parts, ignore_errors=True)
         return run
     finally:
