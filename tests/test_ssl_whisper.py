@@ -161,3 +161,24 @@ def test_semaa_head_on_whisper_features_trains() -> None:
     loss.backward()
     assert model.ssl.encoder.conv1.weight.grad is None  # frozen front-end
     assert float(model.head.frontend.proj.weight.grad.abs().sum()) > 0
+
+
+@pytest.mark.filterwarnings("ignore")  # tracer warnings about Python-side shape checks
+def test_onnx_export_matches_onnxruntime_at_an_untraced_length(tmp_path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    from safespeak.models import build
+
+    torch.manual_seed(0)
+    model = build("ssl-mhfa", backbone="whisper", backbone_config=TINY.to_dict()).eval()
+    assert model.max_input_length == 2 * TINY.max_positions * 160 + 159
+    path = tmp_path / "w.onnx"
+    with torch.no_grad():
+        torch.onnx.export(
+            model, (0.1 * torch.randn(2, 8000),), str(path), dynamo=False, opset_version=17,
+            input_names=["x"], dynamic_axes={"x": {0: "b", 1: "t"}},
+        )  # fmt: skip
+    x = 0.1 * torch.randn(3, 11_111)
+    with torch.no_grad():
+        ref = model(x).numpy()
+    out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+    assert float(np.abs(out - ref).max()) <= 1e-4

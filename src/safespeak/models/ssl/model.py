@@ -65,6 +65,8 @@ class SSLCountermeasure(CountermeasureModel):
         self.aggregate = LayerAggregation(backbone.num_hidden_states, aggregation, layer_init)
         self.head = head
         self.input_length = int(getattr(head, "input_length", self.input_length))  # heads carry nb_samp
+        if getattr(backbone, "max_input_length", None) is not None:  # Whisper: its positional table
+            self.max_input_length = int(backbone.max_input_length)
         self.frozen = freeze
         self._export: dict[str, Any] = {}
         if freeze:

@@ -143,9 +143,13 @@ class WhisperLogMel(nn.Module):
             raise ValueError(f"expected a (B, T) waveform batch, got shape {tuple(x.shape)}")
         if x.shape[1] < N_FFT:
             raise ValueError(f"Whisper log-mel needs at least {N_FFT} samples, got shape {tuple(x.shape)}")
+        tracing = torch.jit.is_tracing()  # ONNX export: the real/imaginary STFT form only
         with torch.autocast(x.device.type, enabled=False):
-            spec = torch.stft(x.float(), N_FFT, HOP, window=self.window, center=True, return_complex=True)
-            power = spec[..., :-1].abs().pow(2)  # (B, K, T // HOP): the extractor drops the last frame
+            spec = torch.stft(
+                x.float(), N_FFT, HOP, window=self.window, center=True, return_complex=not tracing
+            )
+            spec = spec if tracing else torch.view_as_real(spec)  # (B, K, frames + 1, 2)
+            power = spec[:, :, :-1].square().sum(-1)  # (B, K, T // HOP): the extractor drops the last frame
             mel = torch.matmul(self.filters, power)  # (B, M, frames)
             logmel = mel.clamp(min=1e-10).log10()
             peak = logmel.amax(dim=(1, 2), keepdim=True)  # (B, 1, 1): per-example dynamic range
@@ -264,6 +268,13 @@ class WhisperBackbone(nn.Module):
     def num_hidden_states(self) -> int:
         """Length of `extract_features`' list: the embedding output then one per layer."""
         return self.config.layers + 1
+
+    @property
+    def max_input_length(self) -> int:
+        """Longest waveform (samples) the positional table covers (30 s for the released models)."""
+        if self.pad_to_30s:
+            return SAMPLES_30S
+        return 2 * self.config.max_positions * HOP + HOP - 1
 
     def config_dict(self) -> dict[str, Any]:
         """JSON-able architecture config (`WhisperEncoderConfig.to_dict`)."""
