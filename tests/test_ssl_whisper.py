@@ -182,3 +182,15 @@ def test_onnx_export_matches_onnxruntime_at_an_untraced_length(tmp_path) -> None
         ref = model(x).numpy()
     out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
     assert float(np.abs(out - ref).max()) <= 1e-4
+
+
+def test_pad_to_30s_override_is_kept_by_the_checkpoint_config() -> None:
+    from safespeak.models import build
+
+    cfg = WhisperEncoderConfig(n_mels=16, d_model=24, layers=1, heads=2, ffn_dim=32)
+    model = build("ssl-mhfa", backbone="whisper", backbone_config=cfg.to_dict(), pad_to_30s=True)
+    assert model.ssl.pad_to_30s and model.max_input_length == 480_000
+    again = build("ssl-mhfa", **model.checkpoint_config())
+    assert again.ssl.pad_to_30s and again.ssl.config == model.ssl.config
+    with pytest.raises(ValueError, match="whisper' only"):
+        build("ssl-mhfa", pad_to_30s=True)

@@ -205,18 +205,25 @@ def build_ssl_model(
     freeze: bool = False,
     gradient_checkpointing: bool = False,
     head_kwargs: dict[str, Any] | None = None,
+    pad_to_30s: bool = False,
 ) -> SSLCountermeasure:
-    """Factory behind `ssl-aasist` / `ssl-semaa`.
+    """Factory behind `ssl-aasist` / `ssl-semaa` / `ssl-mhfa`.
 
     backbone / source / backbone_config / normalize / layer_drop: see the module docstring.
     aggregation: `last-layer` or `weighted-sum`; layer_init: `uniform` or `last3` (see `aggregate`); the
     `mhfa` head takes every hidden state and learns its own key/value layer weights (aggregation unused).
     freeze: no backbone gradients, backbone kept in eval. gradient_checkpointing: recompute backbone
     layers in backward. head_kwargs: extra keyword arguments of the head (`in_dim` comes from the backbone).
+    pad_to_30s: Whisper only, zero-pad inputs to 30 s as Whisper was trained (see `ssl/whisper.py`).
     """
     if head == "mhfa" and aggregation != "last-layer":
         raise ValueError("the MHFA head weighs the layers itself: leave aggregation at 'last-layer'")
     module, export = build_backbone(backbone, source, backbone_config, normalize, layer_drop)
+    if pad_to_30s:
+        if backbone != "whisper":
+            raise ValueError(f"pad_to_30s applies to backbone='whisper' only, not {backbone!r}")
+        module.set_pad_to_30s(True)
+        export["backbone_config"] = module.config_dict()  # restores with the padding
     if head == "mhfa":  # one key/value weight per hidden state of this backbone
         head_kwargs = {"num_layers": module.num_hidden_states, **(head_kwargs or {})}
     model = SSLCountermeasure(

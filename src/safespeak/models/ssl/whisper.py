@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -283,6 +283,11 @@ class WhisperBackbone(nn.Module):
     def set_layer_drop(self, p: float) -> None:
         """Probability of skipping each transformer layer (but the first) in training."""
         self.encoder.layer_drop = float(p)
+
+    def set_pad_to_30s(self, enabled: bool = True) -> None:
+        """Zero-pad inputs to 30 s before the encoder (kept in `config`, so checkpoints restore it)."""
+        self.config = replace(self.config, pad_to_30s=bool(enabled))
+        self.pad_to_30s = self.config.pad_to_30s
 
     def set_gradient_checkpointing(self, enabled: bool = True) -> None:
         """Recompute layer activations in backward."""
