@@ -159,10 +159,14 @@ def _torch_scorer(model: Any, device: str) -> WindowScorer:
 
 def _onnx_scorer(model: Any, meta: Any, window: int) -> WindowScorer:
     import onnxruntime as ort
+    import torch
 
     from safespeak.export import onnx_bytes
 
-    session = ort.InferenceSession(onnx_bytes(model, meta, window=window), providers=["CPUExecutionProvider"])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = torch.get_num_threads()  # the same CPU budget as the torch backend
+    data = onnx_bytes(model, meta, window=window)
+    session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
 
     def run(batch: np.ndarray) -> np.ndarray:
