@@ -194,3 +194,25 @@ def test_max_minutes_stops_before_an_epoch_that_would_overrun(
     monkeypatch.setattr(train_mod._Run, "end_epoch", end_epoch)
     res = train(config_from_dict(toy_config(toy, tmp_path, epochs=5, max_minutes=2.5)))
     assert (res.epochs_run, res.stopped_early) == (2, True)
+
+
+def test_dev_eer_is_what_score_and_evaluate_give_for_the_checkpoint(tmp_path: Path) -> None:
+    from safespeak.evaluate import evaluate
+    from safespeak.score import score_to_files
+
+    toy = write_toy_dataset(tmp_path / "toy", {"train": 8, "dev": 6}, seed=4)
+    cfg = load_config(
+        CONFIGS / "tiny-cpu.yaml",
+        [*_paths(toy), f"train.out_dir={tmp_path / 'run'}", "train.epochs=1", "data.batch_size=4"],
+    )
+    res = train(cfg)
+    # one owner for the window: `score` with the checkpoint alone picks the training crop, full length
+    run = score_to_files(
+        tmp_path / "run" / "last", toy.protocols["dev"], tmp_path / "dev.csv", protocol_format=toy.format,
+        audio_dir=toy.audio_dirs["dev"], progress=False,
+    )  # fmt: skip
+    card = json.loads(run.card.read_text())
+    assert (card["window_samples"], card["window_source"], card["crop"]) == (8000, "checkpoint", "full")
+    ev = evaluate(run.output, toy.protocols["dev"], toy.format)
+    assert ev.eer == pytest.approx(res.history[0]["dev_eer"], abs=1e-9)
+    assert ev.eer_threshold == pytest.approx(res.history[0]["dev_eer_threshold"], abs=1e-4)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 import traceback
 from collections.abc import Sequence
@@ -44,8 +45,23 @@ def error_line(exc: BaseException) -> str:
     return text
 
 
+class _StderrHandler(logging.Handler):
+    """Library status lines (`safespeak` logger, INFO) to the current `sys.stderr`, message only."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stderr, flush=True)
+
+
+def _show_status_lines() -> None:
+    log = logging.getLogger("safespeak")
+    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+        log.addHandler(_StderrHandler())
+    log.setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
+    _show_status_lines()
     parser = build_parser()
     args = parser.parse_args(list(argv) if argv is not None else sys.argv[1:])
     if getattr(args, "func", None) is None:

@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DEMO_RECIPE", "run_demo"]
+from safespeak.progress import logger
+
+__all__ = ["DEMO_RECIPE", "demo_summary", "run_demo"]
 
 DEMO_RECIPE = "demo-cpu.yaml"
 FORMAT = "asvspoof2019-la"
@@ -114,7 +116,6 @@ def run_demo(
     metrics["corpus_reused"] = corpus.reused
     metrics["n_failed_files"] = card.n_failed
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    _log(progress, _summary(metrics, out))
     return metrics
 
 
@@ -194,7 +195,9 @@ def _evaluate_and_report(
     return metrics
 
 
-def _summary(m: dict[str, Any], out: Path) -> str:
+def demo_summary(m: dict[str, Any], out: str | Path) -> str:
+    """The lines `safespeak demo` ends with: pooled / unseen-attack / per-attack EERs and the report."""
+    out = Path(out)
     unseen = m["eer_unseen_attacks"]
     lines = [f"eval EER (pooled): {100 * m['eer']:.2f}%"]
     if unseen is not None:
@@ -206,4 +209,4 @@ def _summary(m: dict[str, Any], out: Path) -> str:
 
 def _log(progress: bool, msg: str) -> None:
     if progress:
-        print(msg, flush=True)
+        logger.info(msg)

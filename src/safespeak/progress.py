@@ -4,17 +4,23 @@ On a terminal (`stream.isatty()`) `Progress` is a tqdm bar. Anywhere else (CI lo
 carriage-return updates pile up in one huge line, so it writes a plain line at most every `interval`
 seconds and one summary line at the end (`scoring: 1080/1080 files in 88.1 s (12.3 files/s)`).
 `SAFESPEAK_PROGRESS=bar|log|off` overrides the choice.
+
+Status lines (a training epoch's dev EER, the demo's stages) go to the `safespeak` logger at INFO level,
+never to `print`: the CLI shows them on stderr, a library caller decides with `logging`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TextIO, TypeVar
 
-__all__ = ["LOG_INTERVAL_S", "Progress", "progress_mode"]
+__all__ = ["LOG_INTERVAL_S", "Progress", "logger", "progress_mode"]
+
+logger = logging.getLogger("safespeak")
 
 T = TypeVar("T")
 LOG_INTERVAL_S = 30.0
@@ -108,7 +114,7 @@ class Progress(Generic[T]):
 
     def _line(self, *, final: bool) -> str:
         elapsed = max(self.clock() - self.t0, 1e-9)
-        units = self.unit if self.unit.endswith("s") or self.unit == "it" else self.unit + "s"
+        units = _plural(self.unit)
         count = f"{self.n}/{self.total}" if self.total is not None else str(self.n)
         head = f"{self.desc}: " if self.desc else ""
         tail = f", {self.postfix}" if self.postfix else ""
@@ -120,6 +126,12 @@ class Progress(Generic[T]):
     def _write(self, line: str) -> None:
         self.stream.write(line + "\n")
         self.stream.flush()
+
+
+def _plural(unit: str) -> str:
+    if unit == "it" or unit.endswith("s"):
+        return unit
+    return unit + ("es" if unit.endswith(("ch", "sh", "x")) else "s")
 
 
 def _len(iterable: Iterable[Any] | None) -> int | None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -64,6 +63,7 @@ from safespeak.distributed import (
     set_rng_state,
     setup,
 )
+from safespeak.progress import logger
 from safespeak.protocols import Trial
 from safespeak.transfer import param_groups, prepare
 
@@ -158,7 +158,7 @@ class _Run:
         init = prepare(self.core, cfg.model.arch, cfg.model.init_from, cfg.model.freeze)  # safespeak.transfer
         self.pretrained_keys = init.loaded if init is not None else ()
         if init is not None and cfg.train.progress and d.is_main:
-            print(init.summary(), file=sys.stderr)
+            logger.info(init.summary())
         self.core.to(d.device)
         self.optimizer = torch.optim.Adam(
             self._param_groups(),
@@ -367,10 +367,7 @@ class _Run:
         }
         s["history"].append(row)
         if t.progress and self.d.is_main:
-            print(
-                f"epoch {epoch}: train loss {row['train_loss']:.4f}, dev EER {100 * eer:.3f}%",
-                file=sys.stderr,
-            )
+            logger.info(f"epoch {epoch}: train loss {row['train_loss']:.4f}, dev EER {100 * eer:.3f}%")
         if self.tb is not None:
             self.tb.add_scalar("dev/eer", eer, epoch)
             self.tb.add_scalar("train/epoch_loss", row["train_loss"], epoch)

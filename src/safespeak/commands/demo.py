@@ -22,10 +22,10 @@ def register(sub: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the demo (it prints its own stage lines and summary unless --quiet)."""
-    from safespeak.demo import run_demo
+    """Run the demo (stage lines on stderr unless --quiet) and print its summary."""
+    from safespeak.demo import demo_summary, run_demo
 
-    run_demo(
+    metrics = run_demo(
         args.out,
         corpus_dir=args.corpus_dir,
         corpus_size=args.size,
@@ -35,4 +35,5 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         recipe=args.recipe,
     )
+    print(demo_summary(metrics, args.out))
     return 0
