@@ -135,3 +135,36 @@ def test_bad_arguments_are_user_errors(ckpt: Path) -> None:
         Detector.from_checkpoint(ckpt, backend="tensorrt")
     with pytest.raises(SafespeakError, match="not found"):
         Detector.from_checkpoint(ckpt.parent / "missing").score_file("x.wav")
+
+
+def test_detect_command_json_timeline_keeps_good_files(
+    tmp_path: Path, audio_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    import safespeak
+    from safespeak.cli import main
+
+    assert safespeak.Detector is Detector
+    ckpt = _checkpoint(tmp_path / "ck", dev_eer_threshold=0.0)
+    broken = tmp_path / "broken.wav"
+    broken.write_text("not audio at all\n")
+    files = [str(audio_dir / "long.wav"), str(broken), str(audio_dir / "short.wav")]
+    assert main(["detect", *files, "--checkpoint", str(ckpt), "--json", "--timeline"]) == 1  # one failed
+    captured = capsys.readouterr()
+    recs = [json.loads(line) for line in captured.out.splitlines()]
+    assert [r["file"] for r in recs] == [files[0], files[2]]
+    assert "broken.wav: ERROR unreadable audio" in captured.err
+    det = Detector.from_checkpoint(ckpt)
+    for rec, path in zip(recs, (files[0], files[2]), strict=True):
+        want = det.score_file(path)
+        assert rec["score"] == pytest.approx(want.score, abs=1e-6)
+        assert rec["label"] == want.label and rec["threshold_source"] == "dev-eer"
+        got = rec["windows"]
+        assert [(w["start_s"], w["end_s"]) for w in got] == [(w.start_s, w.end_s) for w in want.windows]
+        assert [w["score"] for w in got] == pytest.approx([w.score for w in want.windows], abs=1e-6)
+
+    assert main(["detect", files[0], "--checkpoint", str(ckpt), "--timeline"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"{files[0]}: ") and "score=" in lines[0]
+    assert len(lines) == 1 + 3 and lines[1].split()[:3] == ["0.00", "-", "0.50"]

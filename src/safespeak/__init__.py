@@ -2,7 +2,8 @@
 
 Score convention everywhere: higher score = more bona fide; label 1 = bona fide, 0 = spoof.
 
-Public API: `evaluate` (score file + protocol -> `EvaluationResult`), `__version__`, `SAMPLE_RATE`.
+Public API: `evaluate` (score file + protocol -> `EvaluationResult`), `Detector` (checkpoint -> scores,
+labels and per-window timelines of files and waveforms), `__version__`, `SAMPLE_RATE`.
 They load on first use, so `import safespeak` (and `safespeak --help`) stays light.
 """
 
@@ -15,12 +16,17 @@ __version__ = "0.1.0"
 SAMPLE_RATE = 16_000
 
 # public name -> module that defines it (imported on first attribute access)
-_LAZY = {"evaluate": "safespeak.evaluate", "EvaluationResult": "safespeak.evaluate"}
+_LAZY = {
+    "evaluate": "safespeak.evaluate",
+    "EvaluationResult": "safespeak.evaluate",
+    "Detector": "safespeak.inference",
+}
 
-__all__ = ["SAMPLE_RATE", "EvaluationResult", "__version__", "evaluate"]
+__all__ = ["SAMPLE_RATE", "Detector", "EvaluationResult", "__version__", "evaluate"]
 
 if TYPE_CHECKING:
     from safespeak.evaluate import EvaluationResult, evaluate
+    from safespeak.inference import Detector
 
 
 def __getattr__(name: str) -> Any:

@@ -25,9 +25,22 @@ from safespeak import SAMPLE_RATE
 from safespeak.audio import load_audio, repeat_pad, resample, window_starts, windows
 from safespeak.errors import UsageError
 
-__all__ = ["BACKENDS", "DetectionResult", "Detector", "ModelCard", "ThresholdPolicy", "WindowScore"]
+__all__ = [
+    "BACKENDS",
+    "DetectionResult",
+    "Detector",
+    "FileDetection",
+    "ModelCard",
+    "ThresholdPolicy",
+    "WindowScore",
+    "detect_paths",
+]
 
 BACKENDS = ("torch", "onnx")
+NO_THRESHOLD = (
+    "no label: the checkpoint has neither a calibration nor a dev-EER threshold "
+    "(pass --threshold, or run `safespeak calibrate --checkpoint`)"
+)
 BONAFIDE, SPOOF = "bonafide", "spoof"
 
 WindowScorer = Callable[[np.ndarray], np.ndarray]  # (B, window) float32 -> (B,) bona fide scores
@@ -109,8 +122,7 @@ class ThresholdPolicy:
             cal = Calibration.from_dict(self.calibration)
             prob, llr = float(cal.probability(score)), float(cal.llr(score))
         if self.threshold is None:
-            reason = "the checkpoint has no calibration and no dev-EER threshold (see `safespeak calibrate`)"
-            return None, prob, llr, reason
+            return None, prob, llr, NO_THRESHOLD
         return (BONAFIDE if score >= self.threshold else SPOOF), prob, llr, None
 
 
@@ -191,9 +203,13 @@ class Detector:
         policy: ThresholdPolicy,
         card: ModelCard,
         batch_size: int = 16,
+        crop: str = "full",
     ) -> None:
         if window < 1 or batch_size < 1:
             raise UsageError(f"window and batch_size must be >= 1, got {window} and {batch_size}")
+        if crop not in ("full", "first"):
+            raise UsageError(f"crop must be 'full' or 'first', got {crop!r}")
+        self.crop = crop
         self._scorer = scorer
         self.window = int(window)
         self.hop = int(hop or window)
@@ -212,8 +228,12 @@ class Detector:
         hop: int | None = None,
         threshold: float | None = None,
         batch_size: int = 16,
+        crop: str = "full",
     ) -> Detector:
-        """Load a checkpoint once. `backend="onnx"` exports it in memory and runs onnxruntime (CPU)."""
+        """Load a checkpoint once. `backend="onnx"` exports it in memory and runs onnxruntime (CPU).
+
+        `crop="first"` scores only the first window (as `safespeak score --crop first`).
+        """
         from safespeak.checkpoint import file_sha256, load_checkpoint
 
         if backend not in BACKENDS:
@@ -240,7 +260,7 @@ class Detector:
             backend=backend,
         )
         scorer = _onnx_scorer(model, meta, win) if backend == "onnx" else _torch_scorer(model, device)
-        return cls(scorer, window=win, hop=hop, policy=policy, card=card, batch_size=batch_size)
+        return cls(scorer, window=win, hop=hop, policy=policy, card=card, batch_size=batch_size, crop=crop)
 
     def score_file(self, path: str | os.PathLike[str]) -> DetectionResult:
         """Read (any rate, mixed to mono) and score one file; `AudioError` names it when unreadable."""
@@ -264,12 +284,14 @@ class Detector:
             if x.ndim != 1 or x.shape[0] == 0 or not np.isfinite(x).all():
                 raise UsageError(f"{name}: need a non-empty, finite (T,) waveform, got shape {x.shape}")
             n = x.shape[0]
-            if n <= self.window:  # one repeat-padded window, as `score_items` scores short files
+            if n <= self.window or self.crop == "first":  # one repeat-padded/cut window, as `score_items`
                 wins, starts = repeat_pad(x, self.window)[None, :], [0]
             else:
                 wins, starts = windows(x, self.window, self.hop), window_starts(n, self.window, self.hop)
             chunks.append(wins.astype(np.float32, copy=False))  # (N_i, window)
-            spans.append([(s / SAMPLE_RATE, min(s + self.window, n) / SAMPLE_RATE) for s in starts])
+            spans.append(
+                [(s / SAMPLE_RATE, min(s + self.window, n) / SAMPLE_RATE) for s in starts]
+            )  # seconds
         scores = self._run(np.concatenate(chunks))  # (sum N_i,)
         out, k = [], 0
         for x, name, span in zip(waveforms, names, spans, strict=True):
@@ -296,3 +318,66 @@ class Detector:
         return DetectionResult(
             name, score, label, prob, llr, self.policy.threshold, self.policy.source, reason, duration, wins
         )
+
+
+@dataclass(frozen=True)
+class FileDetection:
+    """One input of `detect_paths`: its path and either a result or why it could not be scored."""
+
+    path: str
+    result: DetectionResult | None = None
+    error: str | None = None
+
+
+def detect_paths(
+    checkpoint: str | os.PathLike[str],
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    threshold: float | None = None,
+    window: int | None = None,
+    hop: int | None = None,
+    crop: str = "full",
+    batch_size: int = 16,
+    device: str = "cpu",
+    backend: str = "torch",
+    workers: int = 0,
+    files_per_batch: int = 32,
+) -> list[FileDetection]:
+    """The `safespeak detect` workflow: files (directories: their audio files) -> one result or error each.
+
+    Files are read by `workers` threads (0: in turn); unreadable files become errors and the others are
+    still scored; `files_per_batch` files at a time share forward passes.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from safespeak.audio import AudioError
+    from safespeak.inputs import expand_paths
+
+    items = expand_paths(paths)
+    det = Detector.from_checkpoint(
+        checkpoint, device, backend=backend, window=window, hop=hop, threshold=threshold,
+        batch_size=batch_size, crop=crop,
+    )  # fmt: skip
+
+    def read(path: str) -> np.ndarray | str:
+        try:
+            return load_audio(path)
+        except AudioError as exc:
+            return exc.reason
+        except Exception as exc:  # a decoder crash on one file must not end the run
+            return f"{type(exc).__name__}: {exc}"
+
+    out: list[FileDetection] = []
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for i in range(0, len(items), files_per_batch):
+            group = items[i : i + files_per_batch]
+            data = list(pool.map(read, [it.path for it in group]))
+            good = [(it, x) for it, x in zip(group, data, strict=True) if not isinstance(x, str)]
+            results = iter(det.score_batch([x for _, x in good], [it.path for it, _ in good]) if good else [])
+            for it, x in zip(group, data, strict=True):
+                out.append(
+                    FileDetection(it.path, error=x)
+                    if isinstance(x, str)
+                    else FileDetection(it.path, next(results))
+                )
+    return out
