@@ -32,6 +32,7 @@ from safespeak.audio import save_audio
 from safespeak.checkpoint import atomic_write, file_sha256
 from safespeak.corpus.attacks import ATTACKS, AttackError, eligible, engine_versions, run_attack
 from safespeak.corpus.channel import CHANNEL_POLICY, condition
+from safespeak.corpus.manifest import CorpusManifest
 from safespeak.corpus.sources import (
     SOURCES,
     Utterance,
@@ -40,6 +41,7 @@ from safespeak.corpus.sources import (
     package_version,
     to_16k,
 )
+from safespeak.errors import SafespeakError
 
 __all__ = ["SIZES", "CorpusInfo", "SizeSpec", "SplitInfo", "build_corpus", "corpus_split", "split_of"]
 
@@ -213,7 +215,7 @@ def _run_items(
     items: list[_Item], out: Path, workers: int, progress: bool
 ) -> tuple[dict[str, str], list[str]]:
     """Make every item; returns ({utt_id: sha256} of the files written, [errors of dropped items])."""
-    from tqdm import tqdm
+    from safespeak.progress import Progress
 
     jobs = [(it, str(out)) for it in items]
     hashes: dict[str, str] = {}
@@ -224,7 +226,7 @@ def _run_items(
         else:
             pool = stack.enter_context(ProcessPoolExecutor(max_workers=workers, initializer=_worker_init))
             stream = pool.map(_make_item, jobs, chunksize=4)
-        bar = tqdm(stream, total=len(jobs), desc="corpus", unit="file", disable=not progress)
+        bar = Progress(stream, total=len(jobs), desc="corpus", unit="file", enabled=progress)
         for utt_id, sha, err in bar:
             if sha is None:
                 errors.append(err)
@@ -286,21 +288,24 @@ def _cache_key(spec: SizeSpec, seed: int, sources: dict[str, dict[str, object]],
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _info_from_manifest(root: Path, manifest: dict, reused: bool) -> CorpusInfo:
+def _info_from_manifest(root: Path, manifest: CorpusManifest, reused: bool) -> CorpusInfo:
     splits = {}
     for split in SPLITS:
         protocol, audio = corpus_split(root, split)
-        splits[split] = SplitInfo(split, protocol, audio, manifest["counts"][split])
-    return CorpusInfo(root, manifest["size"]["name"], manifest["seed"], splits, manifest["attacks"],
-                      root / "corpus.json", reused, manifest.get("dropped", []))
+        splits[split] = SplitInfo(split, protocol, audio, manifest.counts[split])
+    return CorpusInfo(root, manifest.size["name"], manifest.seed, splits, manifest.attacks,
+                      root / "corpus.json", reused, list(manifest.dropped))
 
 
-def _reusable(root: Path, key: str) -> dict | None:
+def _reusable(root: Path, key: str) -> CorpusManifest | None:
     path = root / "corpus.json"
     if not path.is_file():
         return None
-    manifest = json.loads(path.read_text(encoding="utf-8"))
-    if manifest.get("cache_key") != key:
+    try:
+        manifest = CorpusManifest.from_json(path.read_text(encoding="utf-8"), path)
+    except (SafespeakError, UnicodeDecodeError):  # a foreign or damaged manifest: build again
+        return None
+    if manifest.cache_key != key:
         return None
     for split in SPLITS:
         protocol, audio = corpus_split(root, split)
@@ -340,21 +345,21 @@ def build_corpus(
         shutil.rmtree(corpus_split(root, split)[1], ignore_errors=True)
     hashes, dropped = _run_items(items, root, workers, progress)
     counts = _write_tables(items, hashes, root)
-    manifest = {
-        "name": "safespeak offline real-speech spoofing corpus",
-        "builder_version": BUILDER_VERSION,
-        "cache_key": key,
-        "seed": seed,
-        "size": asdict(spec),
-        "sources": sources,
-        "engines": engines,
-        "attacks": {a.attack_id: asdict(a) for a in ATTACKS.values()},
-        "channel": CHANNEL_POLICY,
-        "counts": counts,
-        "dropped": dropped,
-        "layout": {s: [str(p.relative_to(root)) for p in corpus_split(root, s)] for s in SPLITS},
-        "licence_note": "Bona fide files keep the licence of their Debian package (see sources); spoofs are "
+    manifest = CorpusManifest(
+        name="safespeak offline real-speech spoofing corpus",
+        builder_version=BUILDER_VERSION,
+        cache_key=key,
+        seed=seed,
+        size=asdict(spec),
+        sources=sources,
+        engines=engines,
+        attacks={a.attack_id: asdict(a) for a in ATTACKS.values()},
+        channel=CHANNEL_POLICY,
+        counts=counts,
+        dropped=dropped,
+        layout={s: [str(p.relative_to(root)) for p in corpus_split(root, s)] for s in SPLITS},
+        licence_note="Bona fide files keep the licence of their Debian package (see sources); spoofs are "
         "derived from those files or their texts and are distributed under the same terms.",
-    }
-    _write_text(root / "corpus.json", json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    )
+    _write_text(root / "corpus.json", manifest.to_json())
     return _info_from_manifest(root, manifest, reused=False)
