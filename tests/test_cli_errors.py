@@ -117,6 +117,16 @@ def test_load_checkpoint_raises_checkpoint_error_naming_the_file(tmp_path: Path,
     )
 
 
+@pytest.mark.parametrize("kind", sorted(BROKEN))
+def test_detector_loading_raises_checkpoint_error(tmp_path: Path, kind: str) -> None:
+    from safespeak.inference import Detector  # the API the server and `detect` load through
+
+    make, where, what = BROKEN[kind]
+    with pytest.raises(CheckpointError) as exc:
+        Detector.from_checkpoint(make(tmp_path))
+    assert where in str(exc.value) and what in str(exc.value)
+
+
 @pytest.fixture()
 def inputs(tmp_path: Path) -> dict[str, Path]:
     audio = write_wav(tmp_path / "in" / "LA_T_1.flac", np.full(1600, 0.2))
