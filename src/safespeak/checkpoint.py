@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from safespeak import SAMPLE_RATE, __version__
-from safespeak.errors import CheckpointError
+from safespeak.errors import CheckpointError, unpickle_reason
 
 CHECKPOINT_SCHEMA = 2
 
@@ -282,10 +282,10 @@ def _pth_error(p: Path) -> CheckpointError:
     try:
         torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         return CheckpointError(
-            f"a torch pickle that needs unpickling beyond weights_only=True ({first}); safespeak never "
-            "unpickles code: re-save its state_dict where you trust it, then run `safespeak convert`",
+            f"a torch pickle that needs unpickling beyond weights_only=True ({unpickle_reason(exc)}); "
+            "safespeak never unpickles code: re-save its state_dict where you trust it, then run "
+            "`safespeak convert`",
             path=p,
         )
     return CheckpointError("a bare torch state dict, not a safespeak checkpoint: convert it with "

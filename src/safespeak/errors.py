@@ -8,8 +8,9 @@ anything else is a bug and keeps its traceback. Library modules subclass `Safesp
 from __future__ import annotations
 
 import os
+import re
 
-__all__ = ["CheckpointError", "SafespeakError", "UsageError"]
+__all__ = ["CheckpointError", "SafespeakError", "UsageError", "unpickle_reason"]
 
 
 class SafespeakError(ValueError):
@@ -39,3 +40,17 @@ class UsageError(SafespeakError):
 
 class CheckpointError(SafespeakError):
     """A checkpoint that cannot be used (missing, truncated, garbage, wrong architecture, pickled code)."""
+
+
+def unpickle_reason(exc: BaseException) -> str:
+    """Short reason of a `torch.load(weights_only=True)` refusal: the object it names, else its first line.
+
+    >>> unpickle_reason(RuntimeError("... Unsupported global: GLOBAL pathlib.Path was not allowed"))
+    'it holds GLOBAL pathlib.Path'
+    """
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # torch bolds part of its message with ANSI codes
+    found = re.search(r"Unsupported global: (GLOBAL [\w.]+)", text)
+    if found:
+        return f"it holds {found.group(1)}"
+    lines = text.strip().splitlines()
+    return lines[0][:160] if lines else type(exc).__name__

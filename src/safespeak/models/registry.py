@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from safespeak.errors import CheckpointError
+from safespeak.errors import CheckpointError, unpickle_reason
 from safespeak.models.base import CountermeasureModel
 
 Factory = Callable[..., CountermeasureModel]
@@ -130,9 +130,8 @@ def read_reference_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
         try:
             state = torch.load(p, map_location="cpu", weights_only=True)
         except Exception as exc:  # weights_only refuses pickled code: say which file
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
             raise CheckpointError(
-                f"cannot read as a weights-only torch checkpoint ({first})", path=p
+                f"cannot read as a weights-only torch checkpoint ({unpickle_reason(exc)})", path=p
             ) from None
         for wrapper in ("state_dict", "model"):
             if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
