@@ -6,7 +6,7 @@ ours windows the *whole* file (more audio scored per file) and packs windows of 
 
     .venv/bin/python benchmarks/scoring.py [--arch aasist] [--files 48] [--threads 2] [--processes 2]
 
-A second table runs `safespeak score` on the same files as one process (`--threads` threads) and under
+A second table runs `safespeak score` on the same files as one process (`--threads` threads, then 1) and under
 `torchrun --nproc_per_node N` (one thread per rank), wall time including start-up, and the merged
 outputs are checked against the single process (ids identical, scores within 1e-5).
 """
@@ -81,24 +81,24 @@ def _scores(path: Path) -> dict[str, float]:
 
 
 def scaling_table(args: argparse.Namespace, model: torch.nn.Module, root: Path, n_files: int) -> None:
-    """Files/s of the CLI as one process and under torchrun (same files, same checkpoint)."""
+    """Files/s of the CLI as one process (`--threads`, and 1 thread) and under torchrun (1 thread each)."""
     ckpt = save_checkpoint(root / "ckpt", model, arch=args.arch)
-    counts = sorted({1, args.processes})
-    best = dict.fromkeys(counts, float("inf"))
+    configs = list(dict.fromkeys([(1, args.threads), (1, 1), (args.processes, 1)]))  # (processes, threads)
+    best = dict.fromkeys(configs, float("inf"))
     for r in range(args.rounds):  # alternate the order: a shared machine's load drifts
-        for procs in counts if r % 2 == 0 else counts[::-1]:
-            out = root / f"p{procs}" / "scores.csv"
-            dt = cli_run(ckpt, root, out, procs, args.threads if procs == 1 else 1, args.batch_size)
-            best[procs] = min(best[procs], dt)
-    ref = _scores(root / "p1" / "scores.csv")
+        for procs, threads in configs if r % 2 == 0 else configs[::-1]:
+            out = root / "out" / f"p{procs}t{threads}" / "scores.csv"
+            dt = cli_run(ckpt, root, out, procs, threads, args.batch_size)
+            best[procs, threads] = min(best[procs, threads], dt)
+    ref = _scores(root / "out" / f"p1t{args.threads}" / "scores.csv")
     rows = []
-    for procs in counts:
-        got = _scores(root / f"p{procs}" / "scores.csv")
+    for procs, threads in configs:
+        got = _scores(root / "out" / f"p{procs}t{threads}" / "scores.csv")
         diff = max(abs(got[k] - ref[k]) for k in ref) if got.keys() == ref.keys() else float("inf")
         assert diff < 1e-5, f"{procs} processes: scores differ from one process by {diff}"
-        rows.append((procs, args.threads if procs == 1 else 1, best[procs], diff))
+        rows.append((procs, threads, best[procs, threads], diff))
     print(f"\n`safespeak score`, best of {args.rounds} wall times incl. start-up, {n_files} files, crop=full")
-    head = ("processes", "threads each", "s", "files/s", "vs 1 process", "max |diff|")
+    head = ("processes", "threads each", "s", "files/s", "vs first row", "max |diff|")
     print(" ".join(f"{h:>{w}}" for h, w in zip(head, (9, 13, 7, 8, 13, 11), strict=True)))
     for procs, threads, dt, diff in rows:
         print(f"{procs:>9} {threads:>13} {dt:7.2f} {n_files / dt:8.2f} {rows[0][2] / dt:12.2f}x {diff:11.1e}")
