@@ -1,4 +1,4 @@
-"""Batched, variable-length scoring to submission CSV files, and single-file detection.
+"""Batched, variable-length scoring to submission CSV files (`detect` and the server: `safespeak.inference`).
 
 Every file is cut into fixed-length windows (`crop="full"`: windows over the whole file, scores
 averaged; `crop="first"`: only the first window, the seed's first-4 s behaviour). The window length has
@@ -26,7 +26,7 @@ import torch
 from safespeak import SAMPLE_RATE, __version__
 from safespeak.audio import AudioError, load_audio, repeat_pad, windows
 from safespeak.errors import SafespeakError
-from safespeak.inputs import ScoreItem, collect_inputs, expand_paths
+from safespeak.inputs import ScoreItem, collect_inputs
 from safespeak.progress import Progress
 from safespeak.scorefiles import write_scores_csv
 
@@ -34,15 +34,12 @@ if TYPE_CHECKING:
     from safespeak.checkpoint import CheckpointMeta
 
 __all__ = [
-    "Detection",
     "EvaluationCard",
     "ScoreItem",
     "ScoreOptions",
     "ScoreResult",
     "ScoreRun",
     "collect_inputs",
-    "detect_files",
-    "expand_paths",
     "score_items",
     "score_to_files",
     "scoring_window",
@@ -380,61 +377,3 @@ def write_score_outputs(
         err_path = out.with_name(out.stem + ".errors.csv")
         write_error_report(err_path, result.errors)
     return ScoreRun(out, card_path, err_path, n_inputs, len(result.scores), tuple(result.errors))
-
-
-@dataclass(frozen=True)
-class Detection:
-    """One file's verdict: score (higher = bona fide), label (None when no threshold is known),
-    calibrated LLR/probability, or an error; `decision` says which threshold made the label."""
-
-    path: str
-    score: float | None = None
-    label: str | None = None
-    llr: float | None = None
-    p_bonafide: float | None = None
-    error: str | None = None
-    decision: str | None = None
-
-
-NO_THRESHOLD = (
-    "no label: the checkpoint has neither a calibration nor a dev-EER threshold "
-    "(pass --threshold, or run `safespeak calibrate --checkpoint`)"
-)
-
-
-def detect_files(
-    checkpoint: str | Path,
-    paths: Sequence[str],
-    options: ScoreOptions | None = None,
-    threshold: float | None = None,
-) -> list[Detection]:
-    """The `safespeak detect` workflow: score files (directories: their audio files) and decide labels.
-
-    The threshold is `threshold` if given, else the checkpoint's calibration (LLR 0 at prior 0.5), else
-    its dev-EER threshold; with none of them the label stays None and `decision` says why.
-    """
-    from safespeak.calibrate import Calibration
-    from safespeak.checkpoint import load_checkpoint
-
-    opts = replace(options or ScoreOptions(), sigmoid=False)
-    items = expand_paths(paths)
-    model, meta = load_checkpoint(checkpoint, map_location=opts.device)
-    opts = replace(opts, window=scoring_window(model, meta, opts.window))
-    result = score_items(model, items, opts, progress=False)
-    cal = Calibration.from_dict(meta.calibration) if meta.calibration else None
-    decision = "--threshold"
-    if threshold is None and cal is not None:
-        threshold, decision = cal.threshold(), "calibration"
-    elif threshold is None and meta.threshold is not None:
-        threshold, decision = meta.threshold, "dev-EER threshold"
-    reasons = {i: r for i, _, r in result.errors}
-    out = []
-    for item in items:
-        if item.trial_id not in result.scores:
-            out.append(Detection(item.path, error=reasons[item.trial_id]))
-            continue
-        s = result.scores[item.trial_id]
-        label = None if threshold is None else ("bonafide" if s >= threshold else "spoof")
-        llr, prob = (float(cal.llr(s)), float(cal.probability(s))) if cal else (None, None)
-        out.append(Detection(item.path, s, label, llr, prob, decision=decision if label else NO_THRESHOLD))
-    return out
