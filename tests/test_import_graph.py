@@ -212,3 +212,17 @@ def test_help_loads_no_heavy_library(argv: list[str]) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_public_api_loads_lazily_and_evaluate_stays_callable() -> None:
+    code = (
+        "import sys\n"
+        "import safespeak\n"
+        "light = not any(m in sys.modules for m in ('numpy', 'torch'))\n"
+        "import safespeak.evaluate\n"  # the submodule import rebinds the package attribute
+        "from safespeak import EvaluationResult, evaluate\n"
+        "print(light, callable(safespeak.evaluate), callable(evaluate), EvaluationResult.__name__)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "True", "True", "EvaluationResult"]
