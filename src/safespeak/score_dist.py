@@ -278,28 +278,41 @@ def _score_own_shards(
     return stats
 
 
+def _reports(job: _Job, world: int) -> list[dict] | None:
+    """Every rank's report of this run (None while one is missing or from an earlier run)."""
+    reports = []
+    for r in range(world):
+        try:
+            doc = json.loads(_rank_path(job.parts, r).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if doc.get("token") != job.token:
+            return None
+        reports.append({k: v for k, v in doc.items() if k != "token"})
+    return reports
+
+
 def _wait_for_ranks(job: _Job, world: int, progress: bool) -> list[dict]:
-    """Rank 0: wait until every rank has reported this run, showing the shards done by all ranks."""
+    """Rank 0: wait until every rank has reported this run, showing the shards the others finish."""
     n = len(job.plan.bounds)
-    bar: Progress[Any] = Progress(total=n, desc="all ranks", unit="shard", enabled=progress)
+
+    def finished() -> int:
+        return sum(_part_path(job.parts, j, n).is_file() for j in range(n))
+
+    bar: Progress[Any] | None = None
     seen = 0
-    while True:
-        reports = []
-        for r in range(world):
-            try:
-                doc = json.loads(_rank_path(job.parts, r).read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                break
-            if doc.get("token") != job.token:
-                break
-            reports.append(doc)
-        finished = sum(_part_path(job.parts, j, n).is_file() for j in range(n))
-        bar.update(max(0, finished - seen))
-        seen = max(seen, finished)
-        if len(reports) == world:
-            bar.close()
-            return [{k: v for k, v in d.items() if k != "token"} for d in reports]
+    while (reports := _reports(job, world)) is None:
+        if bar is None:  # only when rank 0 has to wait for the others
+            seen = finished()
+            bar = Progress(total=n - seen, desc="other ranks", unit="shard", enabled=progress)
+        now = finished()
+        bar.update(max(0, now - seen))
+        seen = max(seen, now)
         time.sleep(_POLL_S)
+    if bar is not None:
+        bar.update(max(0, finished() - seen))
+        bar.close()
+    return reports
 
 
 def _merge(job: _Job) -> ScoreResult:
