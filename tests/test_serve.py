@@ -87,7 +87,7 @@ def test_twenty_concurrent_clients_get_the_score_workflow_scores(setup: dict, se
         seconds = sf.info(setup["root"] / "clips" / name).duration
         assert len(body["windows"]) == max(1, int(np.ceil(seconds / 0.5 - 1e-9)))
         assert body["windows"][-1]["end_s"] == pytest.approx(seconds, abs=1e-6)
-    health = httpx.get(url + "/healthz").json()
+    health = httpx.get(url + "/healthz", timeout=60).json()
     assert health["requests_scored"] >= 60
     assert health["largest_batch"] > 1, "concurrent requests were never batched together"
     assert health["batches"] < health["requests_scored"]
@@ -106,9 +106,11 @@ def test_empty_and_too_long_audio_are_json_422(server: tuple, tmp_path: Path) ->
     long = _post(server[0], "long.wav", long_clip.read_bytes())
     assert long.status_code == 422
     assert "5.0 s long" in long.json()["error"] and f"at most {MAX_SECONDS:g} s" in long.json()["error"]
-    no_field = httpx.post(server[0] + "/v1/detect", files={"audio": ("a.wav", b"x")}, headers=AUTH)
+    no_field = httpx.post(
+        server[0] + "/v1/detect", files={"audio": ("a.wav", b"x")}, headers=AUTH, timeout=60
+    )
     assert no_field.status_code == 422 and "'file'" in no_field.json()["error"]
-    raw = httpx.post(server[0] + "/v1/detect", content=b"RIFF....", headers=AUTH)
+    raw = httpx.post(server[0] + "/v1/detect", content=b"RIFF....", headers=AUTH, timeout=60)
     assert raw.status_code == 415 and "multipart/form-data" in raw.json()["error"]
 
 
@@ -147,16 +149,16 @@ def test_missing_or_wrong_token_is_401(server: tuple, setup: dict) -> None:
         resp = _post(server[0], "a.wav", data, headers=headers)
         assert resp.status_code == 401 and resp.headers["www-authenticate"] == "Bearer"
         assert "token" in resp.json()["error"]
-        assert httpx.get(server[0] + "/v1/model", headers=headers).status_code == 401
-    model = httpx.get(server[0] + "/v1/model", headers=AUTH).json()
+        assert httpx.get(server[0] + "/v1/model", headers=headers, timeout=60).status_code == 401
+    model = httpx.get(server[0] + "/v1/model", headers=AUTH, timeout=60).json()
     assert model["arch"] == "aasist" and model["window_samples"] == 8_000 and model["calibrated"] is False
     assert model["threshold_source"] == "dev-eer" and len(model["checkpoint_sha256"]) == 64
 
 
 def test_healthz_and_the_page_answer(server: tuple) -> None:
-    health = httpx.get(server[0] + "/healthz")
+    health = httpx.get(server[0] + "/healthz", timeout=60)
     assert health.status_code == 200 and health.json()["token_required"] is True
-    page = httpx.get(server[0] + "/")
+    page = httpx.get(server[0] + "/", timeout=60)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "default-src 'none'" in page.headers["content-security-policy"]
     html = page.text
@@ -168,4 +170,4 @@ def test_healthz_and_the_page_answer(server: tuple) -> None:
 def test_the_server_survived_everything(server: tuple) -> None:
     url, proc = server
     assert proc.poll() is None
-    assert httpx.get(url + "/healthz").status_code == 200
+    assert httpx.get(url + "/healthz", timeout=60).status_code == 200

@@ -25,6 +25,8 @@ FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
     "--window-size=1000,980",
+    # a fake microphone (a beep) and no permission prompt, for the recording test
+    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
 )  # fmt: skip
 
 
@@ -99,7 +101,8 @@ def test_page_shows_the_verdict_score_and_one_mark_per_window(browser, served, t
     _upload(browser, clip)
     WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "verdict").text.strip())
     files = {"file": (clip.name, clip.read_bytes())}
-    api = httpx.post(url + "/v1/detect", files=files, headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    api = httpx.post(url + "/v1/detect", files=files, headers=auth, timeout=120).json()
 
     verdict = browser.find_element(By.ID, "verdict")
     assert verdict.get_attribute("data-label") == api["label"]
@@ -134,3 +137,43 @@ def test_page_shows_a_readable_error_for_a_file_that_is_not_audio(browser, serve
     WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "error").is_displayed())
     assert "notes.wav: not a readable audio file" in browser.find_element(By.ID, "error").text
     assert not browser.find_element(By.ID, "result").is_displayed()
+
+
+def test_recording_and_drag_and_drop_reach_a_verdict(browser, served) -> None:
+    import base64
+    import time
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, (clip, _) = served
+    browser.get(url + "/")
+    token = browser.find_element(By.ID, "token")
+    assert token.get_attribute("value") == TOKEN  # kept in sessionStorage from the first test
+    # the fake microphone: MediaRecorder -> decodeAudioData -> 16-bit WAV encoded by the page -> server
+    browser.find_element(By.ID, "record").click()
+    WebDriverWait(browser, 10).until(lambda d: "Stop" in d.find_element(By.ID, "record").text)
+    time.sleep(1.5)
+    browser.find_element(By.ID, "record").click()
+
+    def answered(d: object) -> bool:
+        verdict, error = d.find_element(By.ID, "verdict"), d.find_element(By.ID, "error")
+        return bool(verdict.text.strip()) or error.is_displayed()
+
+    WebDriverWait(browser, 60).until(answered)
+    assert not browser.find_element(By.ID, "error").is_displayed(), browser.find_element(By.ID, "error").text
+    assert browser.find_element(By.ID, "filename").text.startswith("recording.wav")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#timeline .window-mark")) >= 2  # > 1 s of audio
+
+    browser.get(url + "/")  # a file dropped on the drop zone (a DataTransfer built in the page)
+    browser.execute_script(
+        """const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));
+        const dt = new DataTransfer();
+        dt.items.add(new File([bytes], "dropped.wav", { type: "audio/wav" }));
+        const drop = new DragEvent("drop", { dataTransfer: dt, bubbles: true });
+        document.getElementById("drop").dispatchEvent(drop);""",
+        base64.b64encode(clip.read_bytes()).decode(),
+    )
+    WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "verdict").text.strip())
+    assert browser.find_element(By.ID, "filename").text.startswith("dropped.wav")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#timeline .window-mark")) == 7
