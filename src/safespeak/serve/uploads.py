@@ -17,10 +17,7 @@ import numpy as np
 
 __all__ = ["Upload", "UploadError", "decode_upload", "read_upload"]
 
-try:  # python-multipart >= 0.0.13 names its module python_multipart
-    from python_multipart.multipart import MultipartParser, parse_options_header
-except ImportError:  # pragma: no cover - older python-multipart
-    from multipart.multipart import MultipartParser, parse_options_header  # type: ignore[no-redef]
+from python_multipart.multipart import MultipartParser, parse_options_header  # python-multipart >= 0.0.13
 
 
 class UploadError(Exception):
