@@ -19,34 +19,10 @@ import pytest
 
 from safespeak.checkpoint import save_checkpoint
 from safespeak.score import ScoreItem, ScoreOptions
-from safespeak.score_dist import ShardPart, file_cost, item_costs, plan_shards, shard_fingerprint
+from safespeak.score_dist import ShardPart, file_cost, item_costs, shard_fingerprint
 from scoring_helpers import MeanModel, write_wav
 
 TESTS = Path(__file__).parent
-
-
-def test_shards_balance_duration_not_file_count() -> None:
-    costs = [30.0] * 10 + [1.0] * 300  # the first 10 files hold half of the audio
-    plan = plan_shards(costs, world=2, shard_seconds=50.0)
-    assert plan.bounds[0][0] == 0 and plan.bounds[-1][1] == len(costs)
-    assert all(a[1] == b[0] for a, b in zip(plan.bounds, plan.bounds[1:], strict=False))  # contiguous
-    assert len(plan.bounds) == 12 and max(plan.cost) <= 50.0 + 30.0
-    sizes = [b - a for a, b in plan.bounds]
-    assert max(plan.cost) - min(plan.cost) <= 30.0  # shards hold about the same seconds...
-    assert max(sizes) >= 10 * min(sizes)  # ...which here means very unequal file counts
-    loads = [sum(plan.cost[j] for j in plan.of_rank(r)) for r in range(2)]
-    assert abs(loads[0] - loads[1]) <= max(plan.cost) and sorted(plan.owner) == [0] * 6 + [1] * 6
-    assert plan == plan_shards(costs, world=2, shard_seconds=50.0)  # every rank derives the same plan
-
-
-def test_shard_plan_edge_cases() -> None:
-    assert plan_shards([], world=4).bounds == ()
-    few = plan_shards([5.0, 1.0, 0.0], world=4)  # fewer inputs than 4 shards per rank
-    assert few.bounds == ((0, 1), (1, 2), (2, 3)) and sorted(few.owner) == [0, 1, 2]
-    broken = plan_shards([0.0] * 9, world=2)  # nothing readable: split by count
-    assert sum(b - a for a, b in broken.bounds) == 9 and set(broken.owner) == {0, 1}
-    many = plan_shards([1.0] * 1000, world=3, shard_seconds=100.0)
-    assert len(many.bounds) == 12 and all(b - a in (83, 84) for a, b in many.bounds)
 
 
 def test_costs_read_headers_pad_short_files_and_zero_broken(tmp_path: Path) -> None:

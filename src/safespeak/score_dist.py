@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shutil
 import time
@@ -34,7 +33,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import soundfile as sf
 import torch.distributed
 
 from safespeak import SAMPLE_RATE
@@ -50,6 +48,7 @@ from safespeak.score import (
     score_items,
     write_score_outputs,
 )
+from safespeak.sharding import DEFAULT_SHARD_SECONDS, ShardPlan, audio_seconds, plan_shards, torchrun_world
 
 __all__ = [
     "DEFAULT_SHARD_SECONDS",
@@ -62,36 +61,15 @@ __all__ = [
     "torchrun_world",
 ]
 
-DEFAULT_SHARD_SECONDS = 900.0  # ~200 ASVspoof files: a dead rank loses minutes, 611k files make ~2k parts
 PART_FORMAT = "safespeak-score-shard/1"
 _EXIT_HOOK = "SAFESPEAK_TEST_SCORE_EXIT"  # tests only: "RANK:FILES" makes that rank die mid-run
 _POLL_S = 0.5
 
 
-def torchrun_world() -> int:
-    """`WORLD_SIZE` set by torchrun (1 when launched without it)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-@dataclass(frozen=True)
-class ShardPlan:
-    """Shards as `[start, end)` ranges over the inputs, the rank that scores each, and their costs."""
-
-    bounds: tuple[tuple[int, int], ...]
-    owner: tuple[int, ...]
-    cost: tuple[float, ...]
-
-    def of_rank(self, rank: int) -> list[int]:
-        """Shard indices that `rank` scores, in input order."""
-        return [j for j, r in enumerate(self.owner) if r == rank]
-
-
 def file_cost(path: str, window: int, crop: str) -> float:
     """Seconds of audio the scorer will run on (a short file is padded to one window; 0 if unreadable)."""
-    try:
-        info = sf.info(path)
-        seconds = info.frames / info.samplerate
-    except Exception:  # a broken file costs next to nothing: it fails at once when scored
+    seconds = audio_seconds(path)
+    if seconds is None:  # a broken file costs next to nothing: it fails at once when scored
         return 0.0
     one = window / SAMPLE_RATE
     return one if crop == "first" else max(seconds, one)
@@ -107,41 +85,6 @@ def item_costs(
     for r, part in enumerate(gathered):
         costs[r::world] = part
     return costs
-
-
-def _cut(costs: Sequence[float], n_shards: int) -> list[tuple[int, int]]:
-    """Contiguous ranges: each closes once it holds its share of the cost still to place."""
-    n = len(costs)
-    bounds, start, acc, left = [], 0, 0.0, n_shards
-    remaining = float(sum(costs))
-    for i, c in enumerate(costs):
-        acc += c
-        if left > 1 and (acc >= remaining / left or n - i - 1 == left - 1):
-            bounds.append((start, i + 1))
-            start, remaining, acc, left = i + 1, remaining - acc, 0.0, left - 1
-    if start < n:
-        bounds.append((start, n))
-    return bounds
-
-
-def plan_shards(
-    costs: Sequence[float], world: int, shard_seconds: float = DEFAULT_SHARD_SECONDS
-) -> ShardPlan:
-    """Contiguous shards of about equal cost (>= 4 per rank where inputs allow), longest first to ranks."""
-    if not costs:
-        return ShardPlan((), (), ())
-    total = float(sum(costs))
-    weights = list(costs) if total > 0 else [1.0] * len(costs)  # nothing readable: split by count
-    n_shards = min(len(costs), max(4 * world, math.ceil(total / shard_seconds)))
-    bounds = tuple(_cut(weights, n_shards))
-    cost = tuple(float(sum(costs[a:b])) for a, b in bounds)
-    load = [0.0] * world
-    owner = [0] * len(bounds)
-    for j in sorted(range(len(bounds)), key=lambda j: (-cost[j], j)):
-        r = min(range(world), key=lambda r: (load[r], r))
-        owner[j] = r
-        load[r] += cost[j] + 1e-9  # an empty shard still counts, so zero-cost shards spread out
-    return ShardPlan(bounds, tuple(owner), cost)
 
 
 def _stat(path: str) -> tuple[int, int] | None:
