@@ -30,6 +30,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "ExperimentConfig",
+    "FusionConfig",
     "ModelConfig",
     "SplitConfig",
     "TrainConfig",
@@ -160,6 +161,27 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class FusionConfig:
+    """A second detector fused with the trained CM on dev scores (`safespeak.ensemble`; the demo's recipe).
+
+    `whisper_probe`: a linear probe on frozen Whisper statistics (`whisper-probe`; `probe_source` None =
+    the bundled tiny.en) over the first `probe_crop_samples` samples of each file, hidden states
+    `probe_layers`, L2 weight `probe_l2`.
+    """
+
+    whisper_probe: bool = False
+    probe_source: str | None = None
+    probe_layers: tuple[int, ...] = (0, 1, 2, 3, 4)
+    probe_l2: float = 10.0
+    probe_crop_samples: int = 64_000
+
+    def __post_init__(self) -> None:
+        _positive(self, "probe_l2", "probe_crop_samples")
+        if not self.probe_layers:
+            raise _FieldError("probe_layers", "must list at least one hidden state")
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """A full training recipe."""
 
@@ -168,6 +190,7 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
 
 
 # ---------------------------------------------------------------------------------------------- YAML

@@ -44,6 +44,7 @@ _MODEL_MODULES = (
     "safespeak.models.ssl_heads",
     "safespeak.models.mhfa",
     "safespeak.models.ssl",
+    "safespeak.models.probe",
 )
 _loaded = False
 
