@@ -145,17 +145,13 @@ class ModelCard:
 
 
 def resolve_window(model: Any, meta: Any | None, requested: int | None) -> int:
-    """The checkpoint's scoring window (one owner: `safespeak.score.scoring_window`).
+    """The scoring window in samples: `safespeak.score.scoring_window`, the one owner of that policy.
 
-    `meta` is a `CheckpointMeta`, a schema-1 dict, or None (a bare model: its input length).
+    `meta` is the checkpoint's `CheckpointMeta`, or None for a bare model (its input length).
     """
-    from safespeak import score
+    from safespeak.score import scoring_window
 
-    policy = getattr(score, "scoring_window", None)
-    if policy is not None and (meta is None or hasattr(meta, "train_window")):
-        return int(policy(model, meta, requested))
-    window = int(requested or (meta or {}).get("input_length") or model.input_length)  # schema-1 dict
-    return min(window, int(getattr(model, "max_input_length", None) or window))  # as `score_items` caps
+    return int(scoring_window(model, meta, requested))
 
 
 def _torch_scorer(model: Any, device: str) -> WindowScorer:
