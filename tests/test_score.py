@@ -179,9 +179,10 @@ def test_polarity_of_every_registered_arch(arch: str) -> None:
         model = build(arch).eval()
     except (TypeError, ValueError) as exc:  # archs that need a backbone source are covered by their own tests
         pytest.skip(f"{arch} needs build arguments: {exc}")
-    if arch.endswith("-head"):
-        x = torch.randn(2, 40, getattr(model, "in_dim", 1024))
-        out = model(x)
+    if arch.endswith("-head"):  # (B, frames, dim) features, or (B, layers, frames, dim) for all-layer heads
+        dim = getattr(model, "in_dim", None) or getattr(getattr(model, "key_proj", None), "in_features", 1024)
+        layers = getattr(model, "num_layers", None)
+        out = model(torch.randn(2, layers, 40, dim) if layers else torch.randn(2, 40, dim))
     else:
         out = model(model.preprocess(0.1 * torch.randn(2, 16000)))
     out = out.detach().requires_grad_(True)
