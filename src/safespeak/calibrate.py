@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from safespeak.errors import UsageError
+from safespeak.errors import SafespeakError, UsageError
 
 __all__ = [
     "Calibration",
@@ -155,7 +155,7 @@ def _labelled(
 ) -> tuple[np.ndarray, np.ndarray]:
     missing = sorted(set(labels) - set(scores))
     if missing:
-        raise ValueError(f"{name}: {len(missing)} protocol trials have no score, e.g. {missing[:5]}")
+        raise SafespeakError(f"{len(missing)} protocol trials have no score, e.g. {missing[:5]}", path=name)
     ids = sorted(labels)
     return np.array([scores[i] for i in ids]), np.array([labels[i] for i in ids])
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from safespeak.errors import SafespeakError
 from safespeak.progress import logger
 
 __all__ = ["DEMO_RECIPE", "demo_summary", "run_demo"]
@@ -139,7 +140,8 @@ def _score_eval(ckpt: Path, protocol: Path, audio_dir: Path, out: Path, cfg: Any
         progress=progress,
     )  # fmt: skip
     if run.errors:
-        raise RuntimeError(f"{len(run.errors)} eval files could not be scored, e.g. {list(run.errors[:3])}")
+        raise SafespeakError(f"{len(run.errors)} eval files could not be scored, e.g. {list(run.errors[:3])}",
+                             path=run.errors_file)  # fmt: skip
     return read_scores(run.output), EvaluationCard.from_json(run.card.read_text(), run.card)
 
 

@@ -63,6 +63,7 @@ from safespeak.distributed import (
     set_rng_state,
     setup,
 )
+from safespeak.errors import SafespeakError
 from safespeak.progress import logger
 from safespeak.protocols import Trial
 from safespeak.transfer import param_groups, prepare
@@ -127,7 +128,7 @@ class _Run:
         c = cfg.data
         self.train_trials, self.dev_trials = _load_split(c.train, "train"), _load_split(c.dev, "dev")
         if {t.label for t in self.dev_trials} != {0, 1}:
-            raise ValueError(f"{c.dev.protocol}: the dev EER needs both bona fide and spoof trials")
+            raise SafespeakError("the dev EER needs both bona fide and spoof trials", path=c.dev.protocol)
         if not c.allow_overlap:
             check_leakage(self.train_trials, self.dev_trials)
         self.fingerprint = trials_fingerprint(self.train_trials, self.dev_trials)
@@ -232,13 +233,13 @@ class _Run:
         path = self.run_dir / STATE_FILE
         state = torch.load(path, map_location="cpu", weights_only=True)
         if state.get("format") != STATE_FORMAT:
-            raise ValueError(f"{path}: not a safespeak training state")
+            raise SafespeakError("not a safespeak training state", path=path)
         if state["world_size"] != self.d.world:
             raise ValueError(
                 f"{path}: saved with {state['world_size']} processes, resuming with {self.d.world}"
             )
         if state["fingerprint"] != self.fingerprint:
-            raise ValueError(f"{path}: the train/dev trial lists changed since this run started")
+            raise SafespeakError("the train/dev trial lists changed since this run started", path=path)
         self.core.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.swa is not None:
@@ -486,14 +487,14 @@ def _check_resume_config(cfg: ExperimentConfig, run_dir: Path) -> None:
     """A resumed run must use the config it started with, else it would not finish as it would have."""
     diff = config_diff(load_run_config(run_dir), cfg, ignore=("data.allow_overlap", "train.out_dir"))
     if diff:
-        raise ValueError(f"{run_dir / 'config.yaml'}: the resumed config differs in {', '.join(diff)}")
+        raise ConfigError(f"the resumed config differs in {', '.join(diff)}", path=run_dir / "config.yaml")
 
 
 def load_run_config(run_dir: str | Path) -> ExperimentConfig:
     """The config a run directory was started with (its `config.yaml`)."""
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: not a training run directory (config.yaml missing)")
+        raise ConfigError("not a training run directory (config.yaml missing)", path=path)
     cfg = load_config(path)
     return replace(cfg, train=replace(cfg.train, out_dir=str(run_dir)))
 
