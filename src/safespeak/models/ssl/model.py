@@ -168,7 +168,7 @@ def _backbone(
             module.normalize_waveform = module.config["normalize_waveform"] = bool(normalize)
         return module, {"backbone": "dphubert"}
     if backbone == "whisper":
-        from safespeak.models.ssl.whisper import build_whisper_backbone
+        from safespeak.models.ssl.ct2 import build_whisper_backbone
 
         return build_whisper_backbone(source, backbone_config), {"backbone": "whisper"}
     from safespeak.models.ssl.hf import HFBackbone, hf_backbone_from_config, load_hf_backbone

