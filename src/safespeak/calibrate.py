@@ -16,8 +16,10 @@ import numpy as np
 from safespeak.errors import SafespeakError, UsageError
 
 __all__ = [
+    "NO_THRESHOLD",
     "Calibration",
     "FusionResult",
+    "ThresholdPolicy",
     "align_scores",
     "calibrate_files",
     "fit_calibration",
@@ -60,6 +62,52 @@ class Calibration:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Calibration:
         return cls(float(d["scale"]), float(d["offset"]), float(d.get("prior", 0.5)))
+
+
+# what `detect` and the server say when a checkpoint gives no decision threshold
+NO_THRESHOLD = (
+    "no label: the checkpoint has neither a calibration nor a dev-EER threshold "
+    "(pass --threshold, or run `safespeak calibrate --checkpoint`)"
+)
+BONAFIDE, SPOOF = "bonafide", "spoof"
+
+
+@dataclass(frozen=True)
+class ThresholdPolicy:
+    """Where a label comes from: calibration if present, else the checkpoint's dev-EER threshold, else none.
+
+    With a calibration the label is the Bayes decision at prior 0.5 (probability >= 0.5), i.e. the raw
+    score against `Calibration.threshold()`, and the probability is reported too.
+    """
+
+    threshold: float | None
+    source: str
+    calibration: Mapping[str, float] | None = None
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any] | Any, override: float | None = None) -> ThresholdPolicy:
+        """The policy of a checkpoint's metadata (`CheckpointMeta` or a schema-1 dict)."""
+        cal = meta.get("calibration") or None
+        if override is not None:
+            return cls(float(override), "override", cal)
+        if cal:
+            return cls(float(Calibration.from_dict(cal).threshold()), "calibration", cal)
+        thr = meta.get("threshold")
+        if thr is None:
+            thr = meta.get("dev_eer_threshold")  # schema-1 sidecars
+        if thr is not None:
+            return cls(float(thr), "dev-eer", None)
+        return cls(None, "none", None)
+
+    def decide(self, score: float) -> tuple[str | None, float | None, float | None, str | None]:
+        """(label, probability, llr, reason) for a raw score."""
+        prob = llr = None
+        if self.calibration:
+            cal = Calibration.from_dict(self.calibration)
+            prob, llr = float(cal.probability(score)), float(cal.llr(score))
+        if self.threshold is None:
+            return None, prob, llr, NO_THRESHOLD
+        return (BONAFIDE if score >= self.threshold else SPOOF), prob, llr, None
 
 
 def _weighted_logreg(x: np.ndarray, y: np.ndarray, prior: float, iters: int = 50) -> np.ndarray:

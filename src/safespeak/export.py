@@ -71,7 +71,7 @@ def _unsupported(exc: Exception, arch: str) -> ExportError:
 
 def _metadata(meta: Any, window: int) -> dict[str, str]:
     """ONNX metadata_props (all strings; JSON for structured values)."""
-    from safespeak.inference import ThresholdPolicy
+    from safespeak.calibrate import ThresholdPolicy
 
     policy = ThresholdPolicy.from_meta(meta)
     props = {
@@ -154,13 +154,13 @@ def export_onnx(
     as does an operator without an ONNX form (named in the message).
     """
     from safespeak.checkpoint import atomic_write, load_checkpoint
-    from safespeak.inference import resolve_window
+    from safespeak.score import scoring_window
 
     if isinstance(source, torch.nn.Module):
         model, meta = source.cpu().eval(), None
     else:
         model, meta = load_checkpoint(source, map_location="cpu")
-    win = resolve_window(model, meta, window)
+    win = scoring_window(model, meta, window)
     meta = meta if meta is not None else {"arch": type(model).__name__}
     data = onnx_bytes(model, meta, window=win, opset=opset)
     diff, shapes = _check(model, data, win)

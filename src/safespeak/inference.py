@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -23,10 +23,12 @@ import numpy as np
 
 from safespeak import SAMPLE_RATE
 from safespeak.audio import load_audio, repeat_pad, resample, window_starts, windows
+from safespeak.calibrate import NO_THRESHOLD, ThresholdPolicy  # the threshold's owner; re-exported
 from safespeak.errors import UsageError
 
 __all__ = [
     "BACKENDS",
+    "NO_THRESHOLD",
     "DetectionResult",
     "Detector",
     "FileDetection",
@@ -37,11 +39,6 @@ __all__ = [
 ]
 
 BACKENDS = ("torch", "onnx")
-NO_THRESHOLD = (
-    "no label: the checkpoint has neither a calibration nor a dev-EER threshold "
-    "(pass --threshold, or run `safespeak calibrate --checkpoint`)"
-)
-BONAFIDE, SPOOF = "bonafide", "spoof"
 
 WindowScorer = Callable[[np.ndarray], np.ndarray]  # (B, window) float32 -> (B,) bona fide scores
 
@@ -82,48 +79,6 @@ class DetectionResult:
         d = asdict(self)
         d["windows"] = [asdict(w) for w in self.windows]
         return d
-
-
-@dataclass(frozen=True)
-class ThresholdPolicy:
-    """Where a label comes from: calibration if present, else the checkpoint's dev-EER threshold, else none.
-
-    With a calibration the label is the Bayes decision at prior 0.5 (probability >= 0.5), i.e. the raw
-    score against `Calibration.threshold()`, and the probability is reported too.
-    """
-
-    threshold: float | None
-    source: str
-    calibration: Mapping[str, float] | None = None
-
-    @classmethod
-    def from_meta(cls, meta: Mapping[str, Any] | Any, override: float | None = None) -> ThresholdPolicy:
-        """The policy of a checkpoint's metadata (`CheckpointMeta` or a schema-1 dict)."""
-        from safespeak.calibrate import Calibration
-
-        cal = meta.get("calibration") or None
-        if override is not None:
-            return cls(float(override), "override", cal)
-        if cal:
-            return cls(float(Calibration.from_dict(cal).threshold()), "calibration", cal)
-        thr = meta.get("threshold")
-        if thr is None:
-            thr = meta.get("dev_eer_threshold")  # schema-1 sidecars
-        if thr is not None:
-            return cls(float(thr), "dev-eer", None)
-        return cls(None, "none", None)
-
-    def decide(self, score: float) -> tuple[str | None, float | None, float | None, str | None]:
-        """(label, probability, llr, reason) for a raw score."""
-        prob = llr = None
-        if self.calibration:
-            from safespeak.calibrate import Calibration
-
-            cal = Calibration.from_dict(self.calibration)
-            prob, llr = float(cal.probability(score)), float(cal.llr(score))
-        if self.threshold is None:
-            return None, prob, llr, NO_THRESHOLD
-        return (BONAFIDE if score >= self.threshold else SPOOF), prob, llr, None
 
 
 @dataclass(frozen=True)
