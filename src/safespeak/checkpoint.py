@@ -335,15 +335,10 @@ def load_checkpoint(
 def _check_fit(
     expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor], arch: str, src: Path
 ) -> None:
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
-    if missing or unexpected or shapes:
-        details = "; ".join(
-            f"{what}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''} ({len(keys)})"
-            for what, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes))
-            if keys
-        )
+    from safespeak.models.base import state_mismatch
+
+    details = state_mismatch(expected, state)
+    if details:
         raise CheckpointError(f"weights do not fit arch {arch!r} ({details})", path=src)
 
 

@@ -34,3 +34,22 @@ class CountermeasureModel(nn.Module):
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T) waveform -> (B,) bona fide score."""
         return self.bonafide_score(self.forward(self.preprocess(x)))
+
+
+def state_mismatch(
+    expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor], show: int = 3
+) -> str | None:
+    """Why `state` does not load strictly into a model whose `state_dict()` is `expected`; None if it does.
+
+    Names at most `show` keys per kind (missing, unexpected, shape mismatch) with each kind's count.
+    """
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    kinds = (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes))
+    parts = [
+        f"{what}: {', '.join(keys[:show])}{' ...' if len(keys) > show else ''} ({len(keys)})"
+        for what, keys in kinds
+        if keys
+    ]
+    return "; ".join(parts) or None

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from safespeak.errors import CheckpointError, unpickle_reason
-from safespeak.models.base import CountermeasureModel
+from safespeak.models.base import CountermeasureModel, state_mismatch
 
 Factory = Callable[..., CountermeasureModel]
 
@@ -157,15 +157,8 @@ def from_reference(name: str, path: str | os.PathLike[str], **overrides: Any) ->
     state = map_reference_keys(read_reference_state(path), info.reference_key_map)
     model = info.factory(**overrides)
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
-    if missing or unexpected or shapes:
-        details = "; ".join(
-            f"{what}: {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
-            for what, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes))
-            if keys
-        )
+    details = state_mismatch(expected, state, show=5)
+    if details:
         raise CheckpointError(f"not a {name!r} reference state dict ({details})", path=path)
     model.load_state_dict(state, strict=True)
     return model.eval()
