@@ -128,7 +128,7 @@ def whisper_probe(
 ) -> WhisperProbe:
     """`source`: a CTranslate2 / transformers Whisper folder (None: the bundled tiny.en);
     `backbone_config`: a saved encoder config instead (random weights, filled from a checkpoint)."""
-    from safespeak.models.ssl.whisper import build_whisper_backbone
+    from safespeak.models.ssl.ct2 import build_whisper_backbone
 
     module = build_whisper_backbone(source, backbone_config)
     probe = WhisperProbe(module, layers, nb_samp)
