@@ -131,3 +131,15 @@ def test_fused_workflow_fits_on_dev_without_eval_labels(tmp_path: Path) -> None:
         expected = w[0] * cm_eval[t.trial_id] + w[1] * probe[t.trial_id] + b
         assert run.eval_scores[t.trial_id] == pytest.approx(expected)
     assert (tmp_path / "fusion" / "scores_dev_cm.csv").is_file() and run.probe.checkpoint.is_file()
+
+
+def test_probe_drops_encoder_layers_it_does_not_use() -> None:
+    cfg3 = {**TINY_WHISPER, "layers": 3}
+    torch.manual_seed(2)
+    full = build("whisper-probe", backbone_config=cfg3, layers=[0, 1, 2, 3], nb_samp=8000)
+    short = build("whisper-probe", backbone_config=cfg3, layers=[0, 1], nb_samp=8000)
+    assert len(short.ssl.encoder.layers) == 2 and short.ssl.config.layers == 2
+    short.ssl.load_state_dict(full.ssl.state_dict(), strict=False)  # same weights for the kept part
+    x = torch.randn(2, 8000)
+    torch.testing.assert_close(short.pooled_all(x)[:, :2], full.pooled_all(x)[:, :2])  # states 0 and 1
+    assert short.checkpoint_config()["backbone_config"]["layers"] == 2

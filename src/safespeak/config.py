@@ -171,7 +171,7 @@ class FusionConfig:
 
     whisper_probe: bool = False
     probe_source: str | None = None
-    probe_layers: tuple[int, ...] = (0, 1, 2, 3, 4)
+    probe_layers: tuple[int, ...] = (0, 1)
     probe_l2: float = 10.0
     probe_crop_samples: int = 64_000
 

@@ -73,7 +73,7 @@ def train_whisper_probe(
     splits: Mapping[str, Sequence[Any]],
     out: str | os.PathLike[str],
     *,
-    layers: Sequence[int] = (0, 1, 2, 3, 4),
+    layers: Sequence[int] = (0, 1),
     l2: float = 10.0,
     crop_samples: int = 64_000,
     source: str | None = None,
