@@ -193,6 +193,7 @@ def fuse_cm_with_whisper_probe(
     scoring the CM on dev exactly as it scored eval; `fusion_cfg` a `safespeak.config.FusionConfig`.
     Writes `out/probe.*` (checkpoint), `out/scores_dev_cm.csv` and `out/fusion.json`.
     """
+    from safespeak.metrics import compute_eer
     from safespeak.score import ScoreOptions, score_to_files
     from safespeak.scorefiles import read_scores
 
@@ -220,7 +221,9 @@ def fuse_cm_with_whisper_probe(
     fusion = fit_score_fusion(names, [cm_dev, probe.scores["dev"]], labels)
     (out / "fusion.json").write_text(fusion.to_json())
     fused = fusion.apply([cm_eval_scores, probe.scores["eval"]])
-    cm_dev_eer = fit_score_fusion(("cm",), [cm_dev], labels).dev_eer
+    sc = np.array([cm_dev[i] for i in labels])
+    lb = np.array(list(labels.values()))
+    cm_dev_eer = float(compute_eer(sc[lb == 1], sc[lb == 0])[0])
     return FusedRun(
         eval_scores=fused,
         system_scores={"cm": dict(cm_eval_scores), "whisper-probe": probe.scores["eval"]},
