@@ -115,14 +115,14 @@ def run_demo(
     t_fuse = time.perf_counter() - t2 - t_score
 
     _log(progress, "[4/4] evaluating and writing the report")
-    metrics = _evaluate_and_report(out, scores, ev_p, tr_p, result, cfg, corpus, fused)
-    metrics["timing_seconds"] = {
+    stages = {
         "corpus": round(t_corpus, 1),
         "train": round(t_train, 1),
         "score": round(t_score, 1),
         **({"probe_and_fusion": round(t_fuse, 1)} if fused is not None else {}),
-        "total": round(time.perf_counter() - t0, 1),
     }
+    metrics = _evaluate_and_report(out, scores, ev_p, tr_p, result, cfg, corpus, fused, stages)
+    metrics["timing_seconds"] = {**stages, "total": round(time.perf_counter() - t0, 1)}
     metrics["corpus_reused"] = corpus.reused
     metrics["n_failed_files"] = card.n_failed
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
@@ -261,6 +261,7 @@ def _evaluate_and_report(
     cfg: Any,
     corpus: Any,
     fused: Any = None,
+    stages: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     from safespeak import report
     from safespeak.evaluate import evaluate
@@ -319,6 +320,11 @@ def _evaluate_and_report(
     }
     if metrics["training_note"]:
         sections = {"Training stopped early": f"<p>{metrics['training_note']}</p>", **sections}
+    if stages:
+        rows = "".join(
+            f"<tr><td>{k}</td><td>{v:.0f} s ({v / 60:.1f} min)</td></tr>" for k, v in stages.items()
+        )
+        sections["Stage times"] = f"<table><tr><th>stage</th><th>time</th></tr>{rows}</table>"
     if fused is not None:
         attacks_eval = sorted(set(eval_attacks.values()) - {"-"})
         sections = {"Systems compared": _comparison_section(metrics["systems"], attacks_eval), **sections}
