@@ -234,3 +234,13 @@ def test_builds_for_overlapping_trial_lists_reuse_finished_shards(tmp_path: Path
     assert cache.is_complete([t.trial_id for t in trials])
     with pytest.raises(ValueError, match="'X' has no audio path"):
         cache.build([Trial("X", 1)], extract, progress=False)
+
+
+def test_fingerprint_covers_zero_dim_buffers() -> None:
+    """BatchNorm's 0-d `num_batches_tracked` is hashed (frozen CM encoders have it), and its value counts."""
+    torch.manual_seed(0)
+    bn = torch.nn.BatchNorm1d(4)
+    before = module_fingerprint(bn)
+    assert module_fingerprint(bn) == before
+    bn.num_batches_tracked += 1
+    assert module_fingerprint(bn) != before
