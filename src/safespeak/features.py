@@ -181,7 +181,7 @@ class FeatureCache:
         nothing. A shard is written only when all its trials are done, so a killed run loses at most one
         shard's work; the re-run splits the remaining trials into the same shards.
         """
-        from tqdm.auto import tqdm
+        from safespeak.progress import Progress
 
         ids = [str(t.trial_id) for t in trials]
         if len(set(ids)) != len(ids):
@@ -194,7 +194,7 @@ class FeatureCache:
             stale.unlink()
         index = self.cached_ids()
         todo = [i for i, trial_id in enumerate(ids) if trial_id not in index]
-        bar = tqdm(total=len(todo), desc="caching features", unit="file", disable=not progress)
+        bar: Progress[Any] = Progress(total=len(todo), desc="caching features", unit="file", enabled=progress)
         for lo in range(0, len(todo), self.shard_size):
             idx = todo[lo : lo + self.shard_size]
             shard_ids = [ids[i] for i in idx]
