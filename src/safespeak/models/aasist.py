@@ -159,10 +159,4 @@ def aasist_l(**overrides: object) -> AASIST:
 )
 def aasist_l_cpu(**overrides: object) -> AASIST:
     """AASIST-L with 20 sinc filters, 8/16-channel residual blocks and GAT dims (16, 8) (19,674 params)."""
-    cfg: dict[str, object] = {
-        "filts": AASIST_L_CPU_FILTS,
-        "gat_dims": (16, 8),
-        "pool_ratios": (0.4, 0.5, 0.7, 0.5),
-    }
-    cfg.update(overrides)
-    return AASIST(**cfg)  # type: ignore[arg-type]
+    return aasist_l(**{"filts": AASIST_L_CPU_FILTS, "gat_dims": (16, 8), **overrides})
